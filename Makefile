@@ -1,0 +1,113 @@
+# vxmcl: VoxelMorph in C with CPU and OpenCL backends.
+#   make deps   install missing Debian packages (idempotent)
+#   make        build ./vxm, libvxm.a, libvxm.so, vxm.pc
+#   make test   deps + build + all tests (ends with "N passed, N failed")
+#   make demo   deps + build + register the shared pair1 with the published model
+#   make bench  timing table (bench/)
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+ARCH_FLAGS ?= -march=native
+OPT     ?= -O3
+BUILD   := build
+
+DEB_PACKAGES := build-essential pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-c-headers \
+                libclblast-dev libnifti2-dev libhdf5-dev zlib1g-dev libzip-dev libcjson-dev libpng-dev \
+                pocl-opencl-icd mesa-opencl-icd clinfo valgrind
+
+PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzip libcjson libpng 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs hdf5 libzip libcjson libpng 2>/dev/null)
+
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) $(ARCH_FLAGS) -fopenmp -fPIC \
+           -Wall -Wextra -Werror -Iinclude -Isrc -I$(BUILD) -I/usr/include/nifti $(PKG_CFLAGS) \
+           -DCL_TARGET_OPENCL_VERSION=120 -MMD -MP
+LDLIBS  += -lOpenCL -lclblast -lnifti2 -lznz $(PKG_LIBS) -lz -lm -fopenmp
+
+LIB_SRC := $(sort $(wildcard src/core/*.c src/backend_cpu/*.c src/backend_opencl/*.c src/io/*.c \
+                             src/model/*.c src/graph/*.c))
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+CL_SRC  := $(sort $(wildcard cl/*.cl))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/cl_embed.o
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test demo bench clean install check-deps
+all: vxm libvxm.a libvxm.so vxm.pc
+
+# Installs only what is missing: nothing is run when every package is present.
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	else echo "deps: all Debian packages present"; fi
+
+# Kernels are embedded as C strings at build time (never read from disk at run time).
+$(BUILD)/cl_embed.c: $(CL_SRC) Makefile
+	@mkdir -p $(BUILD)
+	@{ echo '/* generated from cl/*.cl by the Makefile */'; \
+	   for f in $(CL_SRC); do \
+	     n=$$(basename $$f .cl); echo "static const char src_$$n[] ="; \
+	     sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo ';'; \
+	   done; \
+	   echo 'const char *const vxm_cl_sources[] = {'; \
+	   for f in $(CL_SRC); do echo "  src_$$(basename $$f .cl),"; done; echo '};'; \
+	   echo 'const char *const vxm_cl_source_names[] = {'; \
+	   for f in $(CL_SRC); do echo "  \"$$(basename $$f)\","; done; echo '};'; \
+	   echo 'const int vxm_cl_source_count = sizeof vxm_cl_sources / sizeof vxm_cl_sources[0];'; \
+	} > $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/cl_embed.o: $(BUILD)/cl_embed.c
+	$(CC) $(CFLAGS) -Wno-overlength-strings -c $< -o $@
+
+libvxm.a: $(LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+libvxm.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ $^ $(LDFLAGS) $(LDLIBS)
+
+vxm: $(CLI_OBJ) libvxm.a
+	$(CC) -o $@ $(CLI_OBJ) libvxm.a $(LDFLAGS) $(LDLIBS)
+
+vxm.pc: Makefile
+	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: vxm\nDescription: VoxelMorph registration on CPU and OpenCL\nVersion: 0.1.0\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lvxm\nLibs.private: %s\n' \
+	  '$(PREFIX)' '$(LDLIBS)' > $@
+
+$(BUILD)/tests/%: tests/%.c tests/test_util.h libvxm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< libvxm.a $(LDFLAGS) $(LDLIBS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 vxm $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 libvxm.a libvxm.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 include/vxm.h $(DESTDIR)$(PREFIX)/include/
+	install -m 644 vxm.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+tests: all $(TEST_BIN)
+
+test: deps
+	$(MAKE) tests
+	bash tests/run_tests.sh
+
+demo: deps
+	$(MAKE) all
+	bash tests/demo.sh
+
+bench: deps
+	$(MAKE) all
+	bash bench/bench.sh
+
+clean:
+	rm -rf $(BUILD) vxm libvxm.a libvxm.so vxm.pc tests/out
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)

@@ -1,0 +1,105 @@
+/* vxmcl public API: VoxelMorph registration in C on a plain-C CPU backend or any OpenCL device.
+ *
+ * Conventions (see ../shared/docs/voxelmorph-semantics.md §1):
+ *  - volumes and tensors are channels-last, C order: element (i, j, k, c) of a volume with spatial shape
+ *    (n0, n1, n2) and C channels is at ((i*n1 + j)*n2 + k)*C + c.  2-D data uses n0 = 1.
+ *  - a dense warp is a displacement in voxels, channel d along spatial axis d ('ij'), pull-back:
+ *    moved(x) = moving(x + warp(x)).
+ *  - every function returns a vxm_status; on failure a one-line message "subject: problem" is kept in the
+ *    context (vxm_context_error).  The library never prints and never exits. */
+#ifndef VXM_H
+#define VXM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VXM_VERSION_STRING "0.1.0"
+
+typedef enum vxm_status {
+    VXM_OK = 0,
+    VXM_EIO,          /* file missing, unreadable, write failed */
+    VXM_EFORMAT,      /* corrupt or unsupported file content */
+    VXM_ESHAPE,       /* shapes that do not fit together */
+    VXM_EDEVICE,      /* device / OpenCL failure (build, enqueue, no such device) */
+    VXM_ENOMEM,       /* host or device out of memory */
+    VXM_EINVAL,       /* bad argument */
+    VXM_EUNSUPPORTED, /* valid request that this build cannot do */
+    VXM_ENUMERIC      /* NaN / Inf in input or result */
+} vxm_status;
+
+const char *vxm_status_name(vxm_status s);
+
+/* ---- context: the only mutable state of the library ------------------------------------------------ */
+typedef struct vxm_context vxm_context;
+
+vxm_context *vxm_context_create(void);
+void vxm_context_free(vxm_context *ctx);
+/* Last error message, "subject: problem" (empty string when none). */
+const char *vxm_context_error(const vxm_context *ctx);
+void vxm_context_clear_error(vxm_context *ctx);
+/* Number of CPU threads the CPU backend uses (0 = OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else all cores). */
+void vxm_context_set_threads(vxm_context *ctx, int threads);
+int vxm_context_threads(const vxm_context *ctx);
+
+/* ---- volumes (host memory) ------------------------------------------------------------------------- */
+typedef struct vxm_geometry vxm_geometry; /* opaque: header/affine of the file a volume came from */
+
+typedef struct vxm_volume {
+    int ndim;        /* spatial dimensions: 2 or 3 */
+    int shape[3];    /* spatial shape; for 2-D, shape[0] == 1 and the image is shape[1] x shape[2] */
+    int channels;    /* channels-last */
+    float *data;     /* shape[0]*shape[1]*shape[2]*channels floats, C order */
+    vxm_geometry *geom; /* may be NULL (npz/npy input) */
+} vxm_volume;
+
+vxm_volume *vxm_volume_new(int ndim, const int shape[3], int channels);
+void vxm_volume_free(vxm_volume *v);
+size_t vxm_volume_numel(const vxm_volume *v);
+/* Reads .nii, .nii.gz, .mgz, .mgh, .npz, .npy.  `key` selects the npz array ("vol", "seg", ...); NULL means
+ * "vol", else the only array.  Any numeric type is converted to float32; NIfTI scl_slope/inter applied.
+ * A trailing axis of size > 1 beyond the spatial ones becomes the channel axis (e.g. warps). */
+vxm_status vxm_volume_read(vxm_context *ctx, const char *path, const char *key, vxm_volume **out);
+/* Writes by extension; geometry taken from `like` (NULL: vol's own, else a default frame).  The file is
+ * written under a temporary name and renamed, so a failure leaves no output behind. */
+vxm_status vxm_volume_write(vxm_context *ctx, const char *path, const vxm_volume *vol, const vxm_volume *like);
+vxm_geometry *vxm_geometry_clone(const vxm_geometry *g);
+void vxm_geometry_free(vxm_geometry *g);
+
+/* ---- devices ---------------------------------------------------------------------------------------- */
+typedef struct vxm_backend vxm_backend;
+
+/* `spec`: "cpu", "opencl", "opencl:P", "opencl:P:D", "auto", or "gpu:N" (the N-th OpenCL GPU). */
+vxm_status vxm_backend_open(vxm_context *ctx, const char *spec, vxm_backend **out);
+void vxm_backend_close(vxm_backend *be);
+const char *vxm_backend_describe(const vxm_backend *be); /* e.g. "opencl:0:0 (Portable Computing Language / cpu-...)" */
+/* Writes one line per device (CPU backend first, then every OpenCL platform/device) into buf. */
+vxm_status vxm_devices_list(vxm_context *ctx, char *buf, size_t buflen);
+
+/* ---- models ------------------------------------------------------------------------------------------ */
+typedef struct vxm_model vxm_model;
+
+vxm_status vxm_model_load(vxm_context *ctx, const char *path, vxm_model **out);
+void vxm_model_free(vxm_model *m);
+/* Human-readable architecture, parameter count and FLOPs for the given input shape. */
+vxm_status vxm_model_describe(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
+                              char *buf, size_t buflen);
+
+typedef struct vxm_register_options {
+    int deterministic;  /* probabilistic models: 1 = mean mode (default), 0 = sample with `seed` */
+    uint64_t seed;
+} vxm_register_options;
+
+/* Registers moving to fixed.  *moved gets the warped moving image, *warp (if warp != NULL) the full-resolution
+ * displacement (shape of fixed, ndim channels). */
+vxm_status vxm_register(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_volume *moving,
+                        const vxm_volume *fixed, const vxm_register_options *opt, vxm_volume **moved,
+                        vxm_volume **warp);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,99 @@
+#include "core/context.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const char *vxm_status_name(vxm_status s)
+{
+    switch (s) {
+    case VXM_OK: return "ok";
+    case VXM_EIO: return "I/O error";
+    case VXM_EFORMAT: return "bad format";
+    case VXM_ESHAPE: return "shape mismatch";
+    case VXM_EDEVICE: return "device error";
+    case VXM_ENOMEM: return "out of memory";
+    case VXM_EINVAL: return "invalid argument";
+    case VXM_EUNSUPPORTED: return "unsupported";
+    case VXM_ENUMERIC: return "non-finite values";
+    }
+    return "unknown error";
+}
+
+vxm_context *vxm_context_create(void)
+{
+    return calloc(1, sizeof(vxm_context));
+}
+
+void vxm_context_free(vxm_context *ctx)
+{
+    free(ctx);
+}
+
+const char *vxm_context_error(const vxm_context *ctx)
+{
+    return ctx ? ctx->err : "no context";
+}
+
+void vxm_context_clear_error(vxm_context *ctx)
+{
+    ctx->err[0] = '\0';
+    ctx->code = VXM_OK;
+}
+
+void vxm_context_set_threads(vxm_context *ctx, int threads)
+{
+    ctx->threads = threads > 0 ? threads : 0;
+}
+
+static int positive_env(const char *name)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    return (*end == '\0' && v > 0 && v < 4096) ? (int)v : 0;
+}
+
+int vxm_context_effective_threads(const vxm_context *ctx)
+{
+    if (ctx && ctx->threads > 0)
+        return ctx->threads;
+    int n = positive_env("OMP_NUM_THREADS");
+    if (!n)
+        n = positive_env("SLURM_CPUS_PER_TASK");
+    if (!n) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        n = c > 0 ? (int)c : 1;
+    }
+    return n;
+}
+
+int vxm_context_threads(const vxm_context *ctx)
+{
+    return vxm_context_effective_threads(ctx);
+}
+
+vxm_status vxm_error(vxm_context *ctx, vxm_status code, const char *subject, const char *fmt, ...)
+{
+    if (!ctx)
+        return code;
+    char msg[VXM_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* Keep one line: a message with a newline (e.g. an OpenCL build log) is cut at the first newline. */
+    char *nl = strchr(msg, '\n');
+    if (nl)
+        *nl = '\0';
+    if (subject && *subject)
+        snprintf(ctx->err, sizeof ctx->err, "%s: %s", subject, msg);
+    else
+        snprintf(ctx->err, sizeof ctx->err, "%s", msg);
+    ctx->code = code;
+    return code;
+}

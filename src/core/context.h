@@ -1,0 +1,23 @@
+/* Internal: the library context and its uniform error path (like Lua's single error path: every failure
+ * goes through vxm_error, which records "subject: problem" and returns the code). */
+#ifndef VXM_CORE_CONTEXT_H
+#define VXM_CORE_CONTEXT_H
+
+#include "vxm.h"
+
+#define VXM_ERRMSG_MAX 1024
+
+struct vxm_context {
+    char err[VXM_ERRMSG_MAX];
+    vxm_status code;
+    int threads; /* 0 = decide from the environment */
+};
+
+/* Records the error and returns `code`.  `subject` is a file name or device name (may be NULL). */
+vxm_status vxm_error(vxm_context *ctx, vxm_status code, const char *subject, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Threads the CPU backend should use: ctx setting, else OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else cores. */
+int vxm_context_effective_threads(const vxm_context *ctx);
+
+#endif
