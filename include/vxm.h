@@ -88,6 +88,11 @@ void vxm_model_free(vxm_model *m);
 vxm_status vxm_model_describe(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                               char *buf, size_t buflen);
 
+/* Every input size must be a multiple of this (2^number of U-Net poolings; 16 for the published models). */
+int vxm_model_size_divisor(const vxm_model *m);
+/* The input shape stored in the model file (VxmDense `inshape`); non-zero status when it has none. */
+vxm_status vxm_model_stored_shape(const vxm_model *m, int *ndim, int shape[3]);
+
 typedef struct vxm_register_options {
     int deterministic;  /* probabilistic models: 1 = mean mode (default), 0 = sample with `seed` */
     uint64_t seed;
@@ -98,6 +103,30 @@ typedef struct vxm_register_options {
 vxm_status vxm_register(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_volume *moving,
                         const vxm_volume *fixed, const vxm_register_options *opt, vxm_volume **moved,
                         vxm_volume **warp);
+
+/* Warps `img` with a dense displacement `warp` (ndim channels, spatial shape of the output) by linear or
+ * nearest (round half to even) interpolation with border clamping (spec §4). *out gets warp's geometry. */
+vxm_status vxm_warp_volume(vxm_context *ctx, vxm_backend *be, const vxm_volume *img, const vxm_volume *warp,
+                           int nearest, vxm_volume **out);
+
+/* Hard Dice per label (spec §9.3): 2|A∩B| / (|A|+|B|), 0 when a label is absent from both.  Label maps are
+ * float volumes holding integer values. */
+vxm_status vxm_dice(vxm_context *ctx, const vxm_volume *a, const vxm_volume *b, const int *labels, int nlabels,
+                    double *dice);
+
+/* Cross-check: runs the model on `be` and on `ref` (normally the CPU backend) in lockstep and reports, per
+ * graph node, the largest absolute difference and that difference relative to the reference's largest
+ * magnitude.  *diffs is malloc'ed (free with free()). */
+typedef struct vxm_layer_diff {
+    char name[96];
+    char op[16];
+    int shape[3], channels;
+    double max_abs, ref_max_abs, rel;
+} vxm_layer_diff;
+
+vxm_status vxm_register_check(vxm_context *ctx, vxm_backend *be, vxm_backend *ref, const vxm_model *m,
+                              const vxm_volume *moving, const vxm_volume *fixed, vxm_layer_diff **diffs,
+                              int *ndiffs);
 
 #ifdef __cplusplus
 }

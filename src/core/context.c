@@ -90,10 +90,12 @@ vxm_status vxm_error(vxm_context *ctx, vxm_status code, const char *subject, con
     char *nl = strchr(msg, '\n');
     if (nl)
         *nl = '\0';
-    if (subject && *subject)
-        snprintf(ctx->err, sizeof ctx->err, "%s: %s", subject, msg);
-    else
-        snprintf(ctx->err, sizeof ctx->err, "%s", msg);
+    size_t used = 0;
+    if (subject && *subject) {
+        int k = snprintf(ctx->err, sizeof ctx->err, "%s: ", subject);
+        used = k < 0 ? 0 : ((size_t)k < sizeof ctx->err ? (size_t)k : sizeof ctx->err - 1);
+    }
+    snprintf(ctx->err + used, sizeof ctx->err - used, "%s", msg);
     ctx->code = code;
     return code;
 }

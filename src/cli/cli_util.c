@@ -1,0 +1,107 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+int cli_fail(vxm_context *ctx)
+{
+    const char *msg = vxm_context_error(ctx);
+    fprintf(stderr, "vxm: %s\n", (msg && *msg) ? msg : "unknown error");
+    return 1;
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("vxm: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
+}
+
+void cli_args_init(cli_args *a, int argc, char **argv)
+{
+    memset(a, 0, sizeof *a);
+    a->argc = argc;
+    a->argv = argv;
+    a->i = 0;
+}
+
+int cli_next(cli_args *a)
+{
+    if (++a->i >= a->argc)
+        return 0;
+    const char *arg = a->argv[a->i];
+    const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+    if (eq && (size_t)(eq - arg) < sizeof a->name_buf) {
+        memcpy(a->name_buf, arg, (size_t)(eq - arg));
+        a->name_buf[eq - arg] = '\0';
+        a->name = a->name_buf;
+        a->value = eq + 1;
+    } else {
+        a->name = arg;
+        a->value = NULL;
+    }
+    return 1;
+}
+
+int cli_is(const cli_args *a, const char *opt)
+{
+    return strcmp(a->name, opt) == 0;
+}
+
+const char *cli_value(cli_args *a)
+{
+    if (a->value)
+        return a->value;
+    if (a->i + 1 >= a->argc) {
+        cli_usage_error("option %s needs a value", a->name);
+        return NULL;
+    }
+    return a->argv[++a->i];
+}
+
+int cli_parse_int(const char *opt, const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) {
+        cli_usage_error("%s: expected an integer in [%d, %d], got '%s'", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_device_option(cli_args *a, cli_device_opts *d)
+{
+    if (cli_is(a, "--device")) {
+        d->device = cli_value(a);
+        return d->device ? 1 : -1;
+    }
+    if (cli_is(a, "--gpu")) {
+        const char *v = cli_value(a);
+        int n;
+        if (!v || cli_parse_int("--gpu", v, 0, 1000, &n))
+            return -1;
+        snprintf(d->gpu_spec, sizeof d->gpu_spec, "gpu:%d", n);
+        d->device = d->gpu_spec;
+        return 1;
+    }
+    if (cli_is(a, "--threads")) {
+        const char *v = cli_value(a);
+        return (v && cli_parse_int("--threads", v, 1, 4096, &d->threads) == 0) ? 1 : -1;
+    }
+    return 0;
+}
+
+vxm_status cli_open_backend(vxm_context *ctx, const cli_device_opts *d, vxm_backend **be)
+{
+    if (d->threads > 0)
+        vxm_context_set_threads(ctx, d->threads);
+    return vxm_backend_open(ctx, d->device ? d->device : "auto", be);
+}

@@ -1,0 +1,43 @@
+/* vxm: command-line front end. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "vxm %s - VoxelMorph registration on the CPU or any OpenCL device\n\n"
+               "usage: vxm <command> [options]\n\n"
+               "commands:\n"
+               "  register   register a moving image to a fixed image with a VoxelMorph model\n"
+               "  devices    list the CPU backend and every OpenCL platform/device\n"
+               "  info       print a model's architecture, parameter count and FLOPs\n"
+               "  help       this text; 'vxm <command> --help' for a command's options\n",
+            VXM_VERSION_STRING);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "register"))
+        return cmd_register(argc - 1, argv + 1);
+    if (!strcmp(cmd, "devices"))
+        return cmd_devices(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info"))
+        return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("vxm %s\n", VXM_VERSION_STRING);
+        return 0;
+    }
+    fprintf(stderr, "vxm: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 2;
+}

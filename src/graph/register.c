@@ -1,0 +1,85 @@
+/* vxm_register: one moving/fixed pair through a model on one backend (spec §9.1). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+static vxm_status check_finite(vxm_context *ctx, const vxm_volume *v, const char *what)
+{
+    size_t n = vxm_volume_numel(v);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v->data[i]))
+            return vxm_error(ctx, VXM_ENUMERIC, what, "contains NaN or Inf (voxel %zu)", i / (size_t)v->channels);
+    return VXM_OK;
+}
+
+static vxm_status check_inputs(vxm_context *ctx, const vxm_model *m, const vxm_volume *moving,
+                               const vxm_volume *fixed)
+{
+    if (moving->ndim != fixed->ndim || memcmp(moving->shape, fixed->shape, sizeof moving->shape) != 0)
+        return vxm_error(ctx, VXM_ESHAPE, "moving image", "shape %dx%dx%d differs from the fixed image's %dx%dx%d",
+                         moving->shape[0], moving->shape[1], moving->shape[2], fixed->shape[0], fixed->shape[1],
+                         fixed->shape[2]);
+    if (moving->channels != m->dense.src_feats)
+        return vxm_error(ctx, VXM_ESHAPE, "moving image", "has %d channel(s); the model expects %d",
+                         moving->channels, m->dense.src_feats);
+    if (fixed->channels != m->dense.trg_feats)
+        return vxm_error(ctx, VXM_ESHAPE, "fixed image", "has %d channel(s); the model expects %d", fixed->channels,
+                         m->dense.trg_feats);
+    vxm_status st = check_finite(ctx, moving, "moving image");
+    return st ? st : check_finite(ctx, fixed, "fixed image");
+}
+
+static vxm_status read_output(vxm_context *ctx, vxm_exec *ex, const vxm_graph *g, int node, const vxm_volume *like,
+                              vxm_volume **out)
+{
+    const vxm_node *n = &g->nodes[node];
+    vxm_volume *v = vxm_volume_new(g->ndim, n->shape, n->channels);
+    if (!v)
+        return vxm_error(ctx, VXM_ENOMEM, "output", "out of memory");
+    vxm_status st = vxm_exec_read(ex, node, v->data);
+    if (!st && like->geom && !(v->geom = vxm_geometry_clone(like->geom)))
+        st = vxm_error(ctx, VXM_ENOMEM, "output", "out of memory");
+    if (!st)
+        st = check_finite(ctx, v, n->name);
+    if (st) {
+        vxm_volume_free(v);
+        return st;
+    }
+    *out = v;
+    return VXM_OK;
+}
+
+vxm_status vxm_register(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_volume *moving,
+                        const vxm_volume *fixed, const vxm_register_options *opt, vxm_volume **moved,
+                        vxm_volume **warp)
+{
+    *moved = NULL;
+    if (warp)
+        *warp = NULL;
+    vxm_status st = check_inputs(ctx, m, moving, fixed);
+    if (st)
+        return st;
+    vxm_graph *g;
+    if ((st = vxm_model_build_graph(ctx, m, moving->ndim, moving->shape, &g)))
+        return st;
+    vxm_register_options defaults = {1, 0};
+    if (!opt)
+        opt = &defaults;
+    vxm_exec *ex = NULL;
+    st = vxm_exec_begin(be, g, moving->data, fixed->data, opt->deterministic, opt->seed, &ex);
+    if (!st)
+        st = vxm_exec_run_all(ex);
+    if (!st)
+        st = read_output(ctx, ex, g, g->out_moved, fixed, moved);
+    if (!st && warp)
+        st = read_output(ctx, ex, g, g->out_warp, fixed, warp);
+    vxm_exec_end(ex);
+    vxm_graph_free(g);
+    if (st) {
+        vxm_volume_free(*moved);
+        *moved = NULL;
+    }
+    return st;
+}

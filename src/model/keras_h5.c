@@ -1,0 +1,293 @@
+/* Keras 2 HDF5 reader (spec §3.6).  Dataset paths come from `weight_names`, never from the layer name; name
+ * strings are NULL-padded fixed-length (or variable-length) strings; attributes too large for an object
+ * header are split by Keras into `<name>0`, `<name>1`, ... */
+#include "model/keras_h5.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct strlist {
+    int n;
+    char **s;
+} strlist;
+
+static void strlist_free(strlist *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->s[i]);
+    free(l->s);
+    l->n = 0;
+    l->s = NULL;
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    size_t len = 0;
+    while (len < n && s[len])
+        len++;
+    char *r = malloc(len + 1);
+    if (r) {
+        memcpy(r, s, len);
+        r[len] = '\0';
+    }
+    return r;
+}
+
+/* Reads a scalar string attribute (variable- or fixed-length).  Returns NULL when absent or not a string. */
+static char *read_string_attr(hid_t obj, const char *name)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return NULL;
+    char *result = NULL;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return NULL;
+    hid_t ft = H5Aget_type(a);
+    if (ft >= 0 && H5Tget_class(ft) == H5T_STRING) {
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        if (H5Tis_variable_str(ft) > 0) {
+            char *s = NULL;
+            H5Tset_size(mt, H5T_VARIABLE);
+            if (H5Aread(a, mt, &s) >= 0 && s) {
+                result = strdup(s);
+                H5free_memory(s);
+            }
+        } else {
+            size_t sz = H5Tget_size(ft);
+            char *buf = calloc(sz + 1, 1);
+            H5Tset_size(mt, sz);
+            if (buf && H5Aread(a, mt, buf) >= 0)
+                result = dup_n(buf, sz);
+            free(buf);
+        }
+        H5Tclose(mt);
+    }
+    if (ft >= 0)
+        H5Tclose(ft);
+    H5Aclose(a);
+    return result;
+}
+
+/* Appends the entries of a 1-D string-array attribute to `out`.  A non-string attribute (Keras writes an
+ * empty float64 array for weightless layers) contributes nothing.  Returns 0 on success. */
+static int append_string_array_attr(hid_t obj, const char *name, strlist *out)
+{
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return -1;
+    int rc = 0;
+    hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
+    hssize_t n = H5Sget_simple_extent_npoints(sp);
+    if (H5Tget_class(ft) == H5T_STRING && n > 0) {
+        char **grown = realloc(out->s, sizeof(char *) * (size_t)(out->n + n));
+        if (!grown) {
+            rc = -1;
+            goto done;
+        }
+        out->s = grown;
+        hid_t mt = H5Tcopy(H5T_C_S1);
+        if (H5Tis_variable_str(ft) > 0) {
+            char **v = calloc((size_t)n, sizeof(char *));
+            H5Tset_size(mt, H5T_VARIABLE);
+            if (v && H5Aread(a, mt, v) >= 0) {
+                for (hssize_t i = 0; i < n; i++)
+                    out->s[out->n++] = strdup(v[i] ? v[i] : "");
+                H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, v);
+            } else {
+                rc = -1;
+            }
+            free(v);
+        } else {
+            size_t sz = H5Tget_size(ft);
+            char *buf = calloc((size_t)n, sz);
+            H5Tset_size(mt, sz);
+            if (buf && H5Aread(a, mt, buf) >= 0) {
+                for (hssize_t i = 0; i < n; i++)
+                    out->s[out->n++] = dup_n(buf + (size_t)i * sz, sz);
+            } else {
+                rc = -1;
+            }
+            free(buf);
+        }
+        H5Tclose(mt);
+    }
+done:
+    H5Sclose(sp);
+    H5Tclose(ft);
+    H5Aclose(a);
+    return rc;
+}
+
+static int read_string_list(hid_t obj, const char *name, strlist *out)
+{
+    if (H5Aexists(obj, name) > 0)
+        return append_string_array_attr(obj, name, out);
+    char chunk[300];
+    for (int k = 0;; k++) {
+        snprintf(chunk, sizeof chunk, "%s%d", name, k);
+        if (H5Aexists(obj, chunk) <= 0)
+            return k > 0 ? 0 : -1;
+        if (append_string_array_attr(obj, chunk, out))
+            return -1;
+    }
+}
+
+static vxm_status read_weight(vxm_context *ctx, const char *path, hid_t file, const char *layer,
+                              const char *wname, vxm_h5_weight *w)
+{
+    char dpath[1024];
+    snprintf(dpath, sizeof dpath, "/model_weights/%s/%s", layer, wname);
+    w->name = strdup(wname);
+    hid_t d = H5Dopen2(file, dpath, H5P_DEFAULT);
+    if (d < 0)
+        return vxm_error(ctx, VXM_EFORMAT, path, "weight dataset %s is missing", dpath);
+    vxm_status st = VXM_OK;
+    hid_t sp = H5Dget_space(d);
+    hsize_t dims[8];
+    int rank = H5Sget_simple_extent_ndims(sp);
+    if (rank < 1 || rank > 8 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+        st = vxm_error(ctx, VXM_EFORMAT, path, "weight %s has unsupported rank %d", dpath, rank);
+        goto done;
+    }
+    w->rank = rank;
+    w->numel = 1;
+    for (int i = 0; i < rank; i++) {
+        w->dims[i] = (long)dims[i];
+        w->numel *= dims[i];
+    }
+    w->data = malloc(w->numel * sizeof(float) + 1);
+    if (!w->data) {
+        st = vxm_error(ctx, VXM_ENOMEM, path, "cannot allocate weight %s", dpath);
+        goto done;
+    }
+    if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->data) < 0)
+        st = vxm_error(ctx, VXM_EFORMAT, path, "cannot read weight %s (truncated file?)", dpath);
+done:
+    H5Sclose(sp);
+    H5Dclose(d);
+    return st;
+}
+
+static vxm_status read_layers(vxm_context *ctx, const char *path, hid_t file, vxm_keras_file *f)
+{
+    hid_t g = H5Gopen2(file, "/model_weights", H5P_DEFAULT);
+    if (g < 0)
+        return vxm_error(ctx, VXM_EFORMAT, path, "not a Keras model: no /model_weights group");
+    strlist names = {0, NULL};
+    vxm_status st = VXM_OK;
+    if (read_string_list(g, "layer_names", &names)) {
+        st = vxm_error(ctx, VXM_EFORMAT, path, "not a Keras model: /model_weights has no layer_names");
+        goto done;
+    }
+    f->layers = calloc((size_t)names.n + 1, sizeof(vxm_h5_layer));
+    if (!f->layers) {
+        st = vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < names.n && st == VXM_OK; i++) {
+        vxm_h5_layer *L = &f->layers[f->nlayers++];
+        L->name = strdup(names.s[i]);
+        hid_t lg = H5Gopen2(g, names.s[i], H5P_DEFAULT);
+        if (lg < 0) {
+            st = vxm_error(ctx, VXM_EFORMAT, path, "layer group %s is missing", names.s[i]);
+            break;
+        }
+        strlist wn = {0, NULL};
+        if (read_string_list(lg, "weight_names", &wn) == 0 && wn.n > 0) {
+            L->weights = calloc((size_t)wn.n, sizeof(vxm_h5_weight));
+            if (!L->weights)
+                st = vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
+            for (int k = 0; k < wn.n && st == VXM_OK; k++) {
+                L->nweights++;
+                st = read_weight(ctx, path, file, names.s[i], wn.s[k], &L->weights[k]);
+            }
+        }
+        strlist_free(&wn);
+        H5Gclose(lg);
+    }
+done:
+    strlist_free(&names);
+    H5Gclose(g);
+    return st;
+}
+
+vxm_status vxm_keras_file_read(vxm_context *ctx, const char *path, vxm_keras_file **out)
+{
+    *out = NULL;
+    struct stat stb;
+    if (stat(path, &stb) != 0)
+        return vxm_error(ctx, VXM_EIO, path, "%s", strerror(errno));
+    if (S_ISDIR(stb.st_mode))
+        return vxm_error(ctx, VXM_EIO, path, "is a directory");
+
+    /* HDF5 prints its error stack to stderr by default; our caller reports one line instead.  The automatic
+     * handler is library state, so it is restored before returning. */
+    H5E_auto2_t old_func;
+    void *old_data;
+    H5Eget_auto2(H5E_DEFAULT, &old_func, &old_data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+
+    vxm_status st = VXM_OK;
+    hid_t file = -1;
+    vxm_keras_file *f = calloc(1, sizeof *f);
+    if (!f) {
+        st = vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
+        goto done;
+    }
+    if (H5Fis_hdf5(path) <= 0) {
+        st = vxm_error(ctx, VXM_EFORMAT, path, "not an HDF5 file (expected a Keras .h5 model)");
+        goto done;
+    }
+    file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) {
+        st = vxm_error(ctx, VXM_EFORMAT, path, "cannot open HDF5 file (truncated or corrupt?)");
+        goto done;
+    }
+    f->model_config = read_string_attr(file, "model_config");
+    f->keras_version = read_string_attr(file, "keras_version");
+    if (!f->model_config) {
+        st = vxm_error(ctx, VXM_EFORMAT, path, "not a Keras model: no model_config attribute");
+        goto done;
+    }
+    st = read_layers(ctx, path, file, f);
+done:
+    if (file >= 0)
+        H5Fclose(file);
+    H5Eset_auto2(H5E_DEFAULT, old_func, old_data);
+    if (st != VXM_OK) {
+        vxm_keras_file_free(f);
+        return st;
+    }
+    *out = f;
+    return VXM_OK;
+}
+
+void vxm_keras_file_free(vxm_keras_file *f)
+{
+    if (!f)
+        return;
+    for (int i = 0; i < f->nlayers; i++) {
+        vxm_h5_layer *L = &f->layers[i];
+        for (int k = 0; k < L->nweights; k++) {
+            free(L->weights[k].name);
+            free(L->weights[k].data);
+        }
+        free(L->weights);
+        free(L->name);
+    }
+    free(f->layers);
+    free(f->model_config);
+    free(f->keras_version);
+    free(f);
+}
+
+const vxm_h5_layer *vxm_keras_find_layer(const vxm_keras_file *f, const char *name)
+{
+    for (int i = 0; i < f->nlayers; i++)
+        if (strcmp(f->layers[i].name, name) == 0)
+            return &f->layers[i];
+    return NULL;
+}

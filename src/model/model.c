@@ -1,0 +1,102 @@
+/* Model loading and description (public vxm_model_* API). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+vxm_status vxm_model_load(vxm_context *ctx, const char *path, vxm_model **out)
+{
+    *out = NULL;
+    vxm_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
+    m->path = strdup(path);
+    vxm_status st = vxm_keras_file_read(ctx, path, &m->file);
+    if (st == VXM_OK)
+        st = vxm_dense_config_parse(ctx, path, m->file->model_config, &m->dense);
+    if (st == VXM_OK)
+        m->kind = VXM_MODEL_VXMDENSE;
+    if (st != VXM_OK) {
+        vxm_model_free(m);
+        return st;
+    }
+    *out = m;
+    return VXM_OK;
+}
+
+void vxm_model_free(vxm_model *m)
+{
+    if (!m)
+        return;
+    vxm_keras_file_free(m->file);
+    free(m->path);
+    free(m);
+}
+
+int vxm_model_size_divisor(const vxm_model *m)
+{
+    return 1 << (vxm_dense_levels(&m->dense) - 1);
+}
+
+vxm_status vxm_model_stored_shape(const vxm_model *m, int *ndim, int shape[3])
+{
+    if (m->dense.inshape[2] <= 0)
+        return VXM_EINVAL;
+    *ndim = m->dense.ndim;
+    for (int d = 0; d < 3; d++)
+        shape[d] = m->dense.inshape[d];
+    return VXM_OK;
+}
+
+vxm_status vxm_model_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
+                                 vxm_graph **out)
+{
+    return vxm_dense_build_graph(ctx, m, ndim, shape, out);
+}
+
+#define APPEND(...)                                                                                            \
+    do {                                                                                                       \
+        if (used < buflen)                                                                                     \
+            used += (size_t)snprintf(buf + used, buflen - used, __VA_ARGS__);                                  \
+    } while (0)
+
+vxm_status vxm_model_describe(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3], char *buf,
+                              size_t buflen)
+{
+    vxm_graph *g;
+    vxm_status st = vxm_model_build_graph(ctx, m, ndim, shape, &g);
+    if (st)
+        return st;
+    const vxm_dense_config *c = &m->dense;
+    size_t used = 0;
+    long params = 0;
+    APPEND("model: %s\nclass: VxmDense (%d-D), %d U-Net levels, %d conv(s) per level\n", m->path, c->ndim,
+           vxm_dense_levels(c), c->conv_per_level);
+    APPEND("encoder features:");
+    for (int i = 0; i < c->n_enc; i++)
+        APPEND(" %d", c->enc[i]);
+    APPEND("\ndecoder features:");
+    for (int i = 0; i < c->n_dec; i++)
+        APPEND(" %d", c->dec[i]);
+    APPEND("\nsvf_resolution %g, int_resolution %g, int_steps %d, bidir %d, use_probs %d, src_feats %d, "
+           "trg_feats %d\n",
+           c->svf_resolution, c->int_resolution, c->int_steps, c->bidir, c->use_probs, c->src_feats, c->trg_feats);
+    APPEND("\n%-44s %-10s %-22s %12s\n", "layer", "op", "output", "GFLOP");
+    for (int i = 0; i < g->n; i++) {
+        const vxm_node *n = &g->nodes[i];
+        double fl = 0;
+        if (n->op == VXM_OP_CONV) {
+            long k = (long)n->conv.ksize[0] * n->conv.ksize[1] * n->conv.ksize[2] * n->cin;
+            params += k * n->channels + n->channels;
+            fl = 2.0 * k * n->channels * n->shape[0] * n->shape[1] * n->shape[2];
+        }
+        char shp[64];
+        snprintf(shp, sizeof shp, "%dx%dx%dx%d", n->shape[0], n->shape[1], n->shape[2], n->channels);
+        APPEND("%-44s %-10s %-22s %12.3f\n", n->name, vxm_op_name(n->op), shp, fl / 1e9);
+    }
+    APPEND("\nparameters: %ld\nconvolution GFLOP at %dx%dx%d: %.2f\n", params, shape[0], shape[1], shape[2],
+           vxm_graph_conv_flops(g) / 1e9);
+    vxm_graph_free(g);
+    return VXM_OK;
+}

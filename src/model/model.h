@@ -1,0 +1,47 @@
+/* Internal: a loaded model (weights on the host) and the builders that instantiate it as a graph. */
+#ifndef VXM_MODEL_MODEL_H
+#define VXM_MODEL_MODEL_H
+
+#include "graph/graph.h"
+#include "model/keras_h5.h"
+
+#define VXM_MAX_FEATS 64
+
+/* VxmDense constructor options (spec §3.2), normalised: deprecated aliases resolved. */
+typedef struct vxm_dense_config {
+    int ndim;          /* from inshape in the file; the run shape overrides it */
+    int inshape[3];
+    int enc[VXM_MAX_FEATS], n_enc;
+    int dec[VXM_MAX_FEATS], n_dec;
+    int conv_per_level;
+    int int_steps;
+    double svf_resolution; /* unet_half_res -> 2 */
+    double int_resolution; /* int_downsize overrides */
+    int bidir, use_probs;
+    int src_feats, trg_feats;
+    int use_fill;
+    float fill_value;
+    char name[64]; /* layer-name prefix, "vxm_dense" */
+} vxm_dense_config;
+
+typedef enum vxm_model_kind { VXM_MODEL_VXMDENSE = 0 } vxm_model_kind;
+
+struct vxm_model {
+    vxm_model_kind kind;
+    char *path;
+    vxm_keras_file *file;
+    vxm_dense_config dense;
+};
+
+/* Parses the root model_config JSON of a current-format file (class VxmDense). */
+vxm_status vxm_dense_config_parse(vxm_context *ctx, const char *path, const char *json, vxm_dense_config *cfg);
+/* U-Net levels (number of pooling steps + 1) and the divisor every input size must be a multiple of. */
+int vxm_dense_levels(const vxm_dense_config *cfg);
+int vxm_model_size_divisor(const vxm_model *m);
+
+vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
+                                 vxm_graph **out);
+vxm_status vxm_model_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
+                                 vxm_graph **out);
+
+#endif

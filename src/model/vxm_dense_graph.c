@@ -1,0 +1,309 @@
+/* Instantiates a VxmDense model for one input shape (spec §3.1 U-Net, §3.3 flow pipeline). */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "model/model.h"
+
+typedef struct builder {
+    vxm_context *ctx;
+    const vxm_model *m;
+    vxm_graph *g;
+    int ndim;
+    vxm_status st;
+} builder;
+
+static int push(builder *b, vxm_node *n)
+{
+    if (b->st)
+        return -1;
+    int i = vxm_graph_add(b->g, n);
+    if (i < 0)
+        b->st = vxm_error(b->ctx, VXM_ENOMEM, b->m->path, "out of memory building the graph");
+    return i;
+}
+
+/* out = a + b, truncated to a node name (names only label layers; truncation is harmless). */
+static void name_join(char *out, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > VXM_NODE_NAME_MAX - 1)
+        la = VXM_NODE_NAME_MAX - 1;
+    if (lb > VXM_NODE_NAME_MAX - 1 - la)
+        lb = VXM_NODE_NAME_MAX - 1 - la;
+    memmove(out, a, la);
+    memcpy(out + la, b, lb);
+    out[la + lb] = '\0';
+}
+
+static vxm_node node_like(const builder *b, vxm_op op, const char *name, int in0)
+{
+    vxm_node n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    name_join(n.name, name, "");
+    n.in[0] = in0;
+    n.n_in = in0 >= 0 ? 1 : 0;
+    if (in0 >= 0) {
+        memcpy(n.shape, b->g->nodes[in0].shape, sizeof n.shape);
+        n.channels = b->g->nodes[in0].channels;
+    }
+    return n;
+}
+
+/* Per-axis factor: `f` on the ndim image axes, 1 on the padding axis of 2-D data. */
+static void axis_factors(const builder *b, int f, int out[3])
+{
+    for (int d = 0; d < 3; d++)
+        out[d] = d >= 3 - b->ndim ? f : 1;
+}
+
+static int add_conv(builder *b, int in, const char *layer, int cout, int leaky)
+{
+    if (b->st)
+        return -1;
+    const vxm_h5_layer *L = vxm_keras_find_layer(b->m->file, layer);
+    int cin = b->g->nodes[in].channels;
+    if (!L || L->nweights != 2) {
+        b->st = vxm_error(b->ctx, VXM_EFORMAT, b->m->path, "layer %s with kernel and bias is missing", layer);
+        return -1;
+    }
+    const vxm_h5_weight *k = &L->weights[0], *bias = &L->weights[1];
+    int r = k->rank;
+    if (r != b->ndim + 2 || k->dims[r - 2] != cin || k->dims[r - 1] != cout || bias->numel != (size_t)cout) {
+        b->st = vxm_error(b->ctx, VXM_EFORMAT, b->m->path,
+                          "layer %s: kernel of rank %d with %ld->%ld channels, expected a %d-D conv %d->%d", layer, r,
+                          r >= 2 ? k->dims[r - 2] : 0, k->dims[r - 1], b->ndim, cin, cout);
+        return -1;
+    }
+    vxm_node n = node_like(b, VXM_OP_CONV, layer, in);
+    for (int d = 0; d < 3; d++) {
+        int a = d - (3 - b->ndim); /* kernel axis of this spatial axis */
+        n.conv.ksize[d] = a >= 0 ? (int)k->dims[a] : 1;
+        n.conv.stride[d] = 1;
+        vxm_same_padding(n.shape[d], n.conv.ksize[d], 1, &n.shape[d], &n.conv.pad_lo[d]);
+    }
+    n.conv.leaky = leaky;
+    n.conv.alpha = 0.2f; /* LeakyReLU(0.2) after every U-Net conv, spec §2.2 */
+    n.channels = cout;
+    n.cin = cin;
+    n.w = k->data;
+    n.b = bias->data;
+    return push(b, &n);
+}
+
+static int add_pool_or_upsample(builder *b, vxm_op op, int in, const char *name)
+{
+    vxm_node n = node_like(b, op, name, in);
+    axis_factors(b, 2, n.f);
+    for (int d = 0; d < 3; d++)
+        n.shape[d] = op == VXM_OP_MAXPOOL ? n.shape[d] / n.f[d] : n.shape[d] * n.f[d];
+    return push(b, &n);
+}
+
+static int add_concat(builder *b, int a, int c, const char *name)
+{
+    vxm_node n = node_like(b, VXM_OP_CONCAT, name, a);
+    n.in[1] = c;
+    n.n_in = 2;
+    n.channels += b->g->nodes[c].channels;
+    return push(b, &n);
+}
+
+static int add_scale(builder *b, int in, float s, const char *name)
+{
+    vxm_node n = node_like(b, VXM_OP_SCALE, name, in);
+    n.scale = s;
+    return push(b, &n);
+}
+
+/* RescaleTransform(f) (spec §6.3): f < 1 resize then scale, f >= 1 scale then resize; vectors scaled by f. */
+static int add_rescale(builder *b, int in, double f, vxm_resize_mapping map, const char *name)
+{
+    if (f == 1.0 || b->st)
+        return in;
+    char nm[VXM_NODE_NAME_MAX];
+    name_join(nm, name, "_scale");
+    int x = in;
+    if (f >= 1)
+        x = add_scale(b, x, (float)f, nm);
+    if (x < 0)
+        return -1;
+    name_join(nm, name, "_resize");
+    vxm_node n = node_like(b, VXM_OP_RESIZE, nm, x);
+    n.map = map;
+    for (int d = 0; d < 3; d++) {
+        int on_axis = d >= 3 - b->ndim;
+        n.factor[d] = on_axis ? (float)f : 1.0f;
+        n.shape[d] = on_axis ? (int)(n.shape[d] * f) : n.shape[d]; /* int(n * f): truncation, spec §6.1 */
+        if (n.shape[d] < 1)
+            n.shape[d] = 1;
+    }
+    x = push(b, &n);
+    if (x >= 0 && f < 1) {
+        name_join(nm, name, "_scale");
+        x = add_scale(b, x, (float)f, nm);
+    }
+    return x;
+}
+
+static void layer_name(char *out, const builder *b, const char *fmt, int a, int c)
+{
+    char tail[64];
+    snprintf(tail, sizeof tail, fmt, a, c);
+    char prefix[VXM_NODE_NAME_MAX];
+    name_join(prefix, b->m->dense.name, "_");
+    name_join(out, prefix, tail);
+}
+
+static int build_unet(builder *b, int x)
+{
+    const vxm_dense_config *c = &b->m->dense;
+    int n = c->conv_per_level, L = vxm_dense_levels(c);
+    int S = (int)floor(log2(c->svf_resolution));
+    int skips[VXM_MAX_FEATS];
+    char nm[VXM_NODE_NAME_MAX];
+    for (int l = 0; l < L - 1; l++) {
+        for (int k = 0; k < n; k++) {
+            layer_name(nm, b, "unet_enc_conv_%d_%d", l, k);
+            x = add_conv(b, x, nm, c->enc[l * n + k], 1);
+        }
+        skips[l] = x;
+        layer_name(nm, b, "unet_enc_pooling_%d", l, 0);
+        x = add_pool_or_upsample(b, VXM_OP_MAXPOOL, x, nm);
+    }
+    for (int t = 0; t < L - 1; t++) {
+        int r = L - 2 - t;
+        for (int k = 0; k < n; k++) {
+            layer_name(nm, b, "unet_dec_conv_%d_%d", r, k);
+            x = add_conv(b, x, nm, c->dec[t * n + k], 1);
+        }
+        if (t < L - 1 - S) {
+            layer_name(nm, b, "unet_dec_upsample_%d", r, 0);
+            x = add_pool_or_upsample(b, VXM_OP_UPSAMPLE, x, nm);
+            layer_name(nm, b, "unet_dec_upsample_%d_concat", r, 0);
+            x = add_concat(b, x, skips[r], nm);
+        }
+    }
+    for (int k = c->n_enc; k < c->n_dec; k++) {
+        layer_name(nm, b, "unet_dec_final_conv_%d", k - c->n_enc, 0);
+        x = add_conv(b, x, nm, c->dec[k], 1);
+    }
+    return x;
+}
+
+/* round(inshape / res) with NumPy's half-to-even. */
+static int res_size(int n, double res)
+{
+    return (int)nearbyint(n / res);
+}
+
+static vxm_status check_shape(builder *b, const int shape[3])
+{
+    const vxm_dense_config *c = &b->m->dense;
+    int div = vxm_model_size_divisor(b->m);
+    for (int d = 3 - b->ndim; d < 3; d++)
+        if (shape[d] % div != 0)
+            return vxm_error(b->ctx, VXM_ESHAPE, b->m->path,
+                             "input size %d along axis %d is not divisible by %d (2^%d U-Net poolings)", shape[d],
+                             d - (3 - b->ndim), div, vxm_dense_levels(c) - 1);
+    if (c->int_steps == 0 && c->svf_resolution >= 2)
+        return vxm_error(b->ctx, VXM_EUNSUPPORTED, b->m->path,
+                         "a half-resolution U-Net without integration (int_steps 0) is not supported");
+    return VXM_OK;
+}
+
+vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
+                                 vxm_graph **out)
+{
+    const vxm_dense_config *c = &m->dense;
+    *out = NULL;
+    builder b = {ctx, m, NULL, ndim, VXM_OK};
+    if (ndim != c->ndim)
+        return vxm_error(ctx, VXM_ESHAPE, m->path, "model is %d-D but the images are %d-D", c->ndim, ndim);
+    if ((b.st = check_shape(&b, shape)))
+        return b.st;
+    b.g = vxm_graph_new(ndim);
+    if (!b.g)
+        return vxm_error(ctx, VXM_ENOMEM, m->path, "out of memory");
+
+    char nm[VXM_NODE_NAME_MAX];
+    vxm_node in = node_like(&b, VXM_OP_INPUT, "", -1);
+    memcpy(in.shape, shape, sizeof in.shape);
+    layer_name(nm, &b, "source_input", 0, 0);
+    name_join(in.name, nm, "");
+    in.channels = c->src_feats;
+    in.input_index = 0;
+    int src = push(&b, &in);
+    layer_name(nm, &b, "target_input", 0, 0);
+    name_join(in.name, nm, "");
+    in.channels = c->trg_feats;
+    in.input_index = 1;
+    int trg = push(&b, &in);
+    layer_name(nm, &b, "unet_input_concat", 0, 0);
+    int x = add_concat(&b, src, trg, nm);
+    x = build_unet(&b, x);
+
+    layer_name(nm, &b, "flow", 0, 0);
+    int flow = add_conv(&b, x, nm, ndim, 0);
+    if (c->use_probs) {
+        layer_name(nm, &b, "log_sigma", 0, 0);
+        int logsig = add_conv(&b, x, nm, ndim, 0);
+        layer_name(nm, &b, "z_sample", 0, 0);
+        vxm_node s = node_like(&b, VXM_OP_SAMPLE, nm, flow);
+        s.in[1] = logsig;
+        s.n_in = 2;
+        flow = push(&b, &s);
+    }
+    if (b.st) {
+        vxm_graph_free(b.g);
+        return b.st;
+    }
+    /* Axis 0 of the image decides every rescale factor (spec §3.3 steps 3, 4, 7). */
+    int a0 = 3 - ndim;
+    int svf0 = res_size(shape[a0], c->svf_resolution);
+    int flow0 = b.g->nodes[flow].shape[a0];
+    layer_name(nm, &b, "svf_resize", 0, 0);
+    if (svf0 != flow0)
+        flow = add_rescale(&b, flow, (double)svf0 / flow0, VXM_RESIZE_LINSPACE, nm);
+    int warp = flow;
+    if (c->int_steps > 0) {
+        int int0 = res_size(shape[a0], c->int_resolution);
+        if (c->int_resolution > 1 && int0 != svf0) {
+            layer_name(nm, &b, "flow_resize", 0, 0);
+            warp = add_rescale(&b, warp, (double)int0 / svf0, VXM_RESIZE_LINSPACE, nm);
+        }
+        layer_name(nm, &b, "flow_int", 0, 0);
+        vxm_node vi = node_like(&b, VXM_OP_VECINT, nm, warp);
+        vi.steps = c->int_steps;
+        warp = push(&b, &vi);
+        if (c->int_resolution > 1 && warp >= 0) {
+            layer_name(nm, &b, "diffflow", 0, 0);
+            warp = add_rescale(&b, warp, (double)shape[a0] / b.g->nodes[warp].shape[a0], VXM_RESIZE_LINSPACE, nm);
+        }
+    }
+    if (!b.st && memcmp(b.g->nodes[warp].shape, shape, sizeof in.shape) != 0)
+        b.st = vxm_error(ctx, VXM_ESHAPE, m->path, "model produces a %dx%dx%d warp for a %dx%dx%d input",
+                         b.g->nodes[warp].shape[0], b.g->nodes[warp].shape[1], b.g->nodes[warp].shape[2], shape[0],
+                         shape[1], shape[2]);
+    layer_name(nm, &b, "transformer", 0, 0);
+    vxm_node tr = node_like(&b, VXM_OP_TRANSFORM, nm, warp);
+    if (!b.st) {
+        tr.in[0] = src;
+        tr.in[1] = warp;
+        tr.n_in = 2;
+        tr.channels = c->src_feats;
+        tr.interp = VXM_INTERP_LINEAR;
+        tr.use_fill = c->use_fill;
+        tr.fill = c->fill_value;
+    }
+    int moved = push(&b, &tr);
+    if (b.st) {
+        vxm_graph_free(b.g);
+        return b.st;
+    }
+    b.g->out_moved = moved;
+    b.g->out_warp = warp;
+    *out = b.g;
+    return VXM_OK;
+}
