@@ -40,5 +40,7 @@ vxm_status cli_open_backend(vxm_context *ctx, const cli_device_opts *d, vxm_back
 int cmd_register(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_warp(int argc, char **argv);
+int cmd_dice(int argc, char **argv);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -203,8 +204,10 @@ int cmd_register(int argc, char **argv)
         unlink(o.moved); /* no partial result: the pair of outputs is written as a whole or not at all */
         goto done;
     }
-    printf("registered %s -> %s on %s in %.2f s (load %.2f s)\n", o.moving, o.fixed, vxm_backend_describe(be),
-           t2 - t1, t1 - t0);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("registered %s -> %s on %s in %.2f s (loading %.2f s), peak memory %.0f MB\n", o.moving, o.fixed,
+           vxm_backend_describe(be), t2 - t1, t1 - t0, ru.ru_maxrss / 1024.0);
     printf("moved: %s\n", o.moved);
     if (o.warp)
         printf("warp: %s\n", o.warp);

@@ -10,6 +10,8 @@ static void usage(FILE *f)
                "usage: vxm <command> [options]\n\n"
                "commands:\n"
                "  register   register a moving image to a fixed image with a VoxelMorph model\n"
+               "  warp       apply a saved warp to an image or label map\n"
+               "  dice       Dice overlap per label between two label maps\n"
                "  devices    list the CPU backend and every OpenCL platform/device\n"
                "  info       print a model's architecture, parameter count and FLOPs\n"
                "  help       this text; 'vxm <command> --help' for a command's options\n",
@@ -25,6 +27,10 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "register"))
         return cmd_register(argc - 1, argv + 1);
+    if (!strcmp(cmd, "warp"))
+        return cmd_warp(argc - 1, argv + 1);
+    if (!strcmp(cmd, "dice"))
+        return cmd_dice(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
     if (!strcmp(cmd, "info"))
