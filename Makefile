@@ -50,7 +50,7 @@ deps:
 # Kernels are embedded as C strings at build time (never read from disk at run time).
 $(BUILD)/cl_embed.c: $(CL_SRC) Makefile
 	@mkdir -p $(BUILD)
-	@{ echo '/* generated from cl/*.cl by the Makefile */'; \
+	@{ echo '/* generated from the cl directory by the Makefile */'; \
 	   for f in $(CL_SRC); do \
 	     n=$$(basename $$f .cl); echo "static const char src_$$n[] ="; \
 	     sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo ';'; \
