@@ -59,6 +59,7 @@ static char *read_string_attr(hid_t obj, const char *name)
             size_t sz = H5Tget_size(ft);
             char *buf = calloc(sz + 1, 1);
             H5Tset_size(mt, sz);
+            H5Tset_strpad(mt, H5T_STR_NULLPAD); /* NULLTERM would cut the last character of a full-length name */
             if (buf && H5Aread(a, mt, buf) >= 0)
                 result = dup_n(buf, sz);
             free(buf);
@@ -104,6 +105,7 @@ static int append_string_array_attr(hid_t obj, const char *name, strlist *out)
             size_t sz = H5Tget_size(ft);
             char *buf = calloc((size_t)n, sz);
             H5Tset_size(mt, sz);
+            H5Tset_strpad(mt, H5T_STR_NULLPAD); /* NULLTERM would cut the last character of a full-length name */
             if (buf && H5Aread(a, mt, buf) >= 0) {
                 for (hssize_t i = 0; i < n; i++)
                     out->s[out->n++] = dup_n(buf + (size_t)i * sz, sz);
