@@ -13,7 +13,7 @@ typedef struct tb_list {
     vxm_backend *be[TB_MAX];
 } tb_list;
 
-static void tb_open_all(vxm_context *ctx, tb_list *l)
+static inline void tb_open_all(vxm_context *ctx, tb_list *l)
 {
     l->n = 0;
     if (vxm_backend_cpu_create(ctx, &l->be[l->n]) == VXM_OK)
@@ -32,7 +32,7 @@ static void tb_open_all(vxm_context *ctx, tb_list *l)
     }
 }
 
-static void tb_close_all(tb_list *l)
+static inline void tb_close_all(tb_list *l)
 {
     for (int i = 0; i < l->n; i++)
         vxm_backend_close(l->be[i]);

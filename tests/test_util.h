@@ -14,7 +14,7 @@
 
 static int tu_failed_count;
 
-static void tu_report(int ok, const char *name, const char *fmt, ...)
+static inline void tu_report(int ok, const char *name, const char *fmt, ...)
 {
     if (ok) {
         printf("PASS %s\n", name);
@@ -30,25 +30,25 @@ static void tu_report(int ok, const char *name, const char *fmt, ...)
     fflush(stdout);
 }
 
-static void tu_skip(const char *name, const char *why)
+static inline void tu_skip(const char *name, const char *why)
 {
     printf("SKIP %s: %s\n", name, why);
     fflush(stdout);
 }
 
-static int tu_exit_code(void)
+static inline int tu_exit_code(void)
 {
     return tu_failed_count ? 1 : 0;
 }
 
 /* ../shared relative to the repository root (tests run from there); VXM_SHARED overrides. */
-static const char *tu_shared_dir(void)
+static inline const char *tu_shared_dir(void)
 {
     const char *e = getenv("VXM_SHARED");
     return (e && *e) ? e : "../shared";
 }
 
-static int tu_have_shared(void)
+static inline int tu_have_shared(void)
 {
     char p[1024];
     struct stat st;
@@ -56,13 +56,13 @@ static int tu_have_shared(void)
     return stat(p, &st) == 0;
 }
 
-static const char *tu_shared_path(char *buf, size_t n, const char *rel)
+static inline const char *tu_shared_path(char *buf, size_t n, const char *rel)
 {
     snprintf(buf, n, "%s/%s", tu_shared_dir(), rel);
     return buf;
 }
 
-static double tu_max_abs_diff(const float *a, const float *b, size_t n)
+static inline double tu_max_abs_diff(const float *a, const float *b, size_t n)
 {
     double m = 0;
     for (size_t i = 0; i < n; i++) {
@@ -74,7 +74,7 @@ static double tu_max_abs_diff(const float *a, const float *b, size_t n)
 }
 
 /* Normalised MSE as in ggml's test-backend-ops: sum (a-b)^2 / sum b^2. */
-static double tu_nmse(const float *a, const float *ref, size_t n)
+static inline double tu_nmse(const float *a, const float *ref, size_t n)
 {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "io/volume_ext.h"
 
 static void usage(FILE *f)
 {
@@ -55,7 +56,11 @@ int cmd_warp(int argc, char **argv)
     int rc = 0;
     if (vxm_volume_read(ctx, moving, NULL, &img) || vxm_volume_read(ctx, warp_path, NULL, &w)) {
         rc = cli_fail(ctx);
-    } else if (w->channels != img->ndim || w->ndim != img->ndim) {
+        goto done;
+    }
+    if (img->ndim == 2)
+        vxm_volume_as_2d_channels(w); /* a 2-D warp saved as an (H, W, 2) array */
+    if (w->channels != img->ndim || w->ndim != img->ndim) {
         fprintf(stderr, "vxm: %s: a %d-D image needs a warp with %d channels; this one is %d-D with %d\n", warp_path,
                 img->ndim, img->ndim, w->ndim, w->channels);
         rc = 1;
@@ -64,6 +69,7 @@ int cmd_warp(int argc, char **argv)
                vxm_volume_write(ctx, moved_path, out, w)) {
         rc = cli_fail(ctx);
     }
+done:
     vxm_volume_free(img);
     vxm_volume_free(w);
     vxm_volume_free(out);

@@ -2,11 +2,17 @@
 #include <string.h>
 
 #include "backend.h"
+#include "io/volume_ext.h"
 
 vxm_status vxm_warp_volume(vxm_context *ctx, vxm_backend *be, const vxm_volume *img, const vxm_volume *warp,
                            int nearest, vxm_volume **out)
 {
     *out = NULL;
+    /* A 2-D warp saved as an (H, W, 2) array reads back as a thin 3-D volume; with a 2-D image it can only
+     * mean the 2-D field, so view it as one (no copy). */
+    vxm_volume view = *warp;
+    if (img->ndim == 2 && vxm_volume_as_2d_channels(&view))
+        warp = &view;
     if (img->ndim != warp->ndim || warp->channels != warp->ndim)
         return vxm_error(ctx, VXM_ESHAPE, "warp", "a %d-D image needs a warp with %d channels (got %d-D, %d channels)",
                          img->ndim, img->ndim, warp->ndim, warp->channels);
