@@ -96,6 +96,7 @@ vxm_status vxm_model_stored_shape(const vxm_model *m, int *ndim, int shape[3]);
 typedef struct vxm_register_options {
     int deterministic;  /* probabilistic models: 1 = mean mode (default), 0 = sample with `seed` */
     uint64_t seed;
+    const char *moving_name, *fixed_name; /* used in error messages (e.g. file names); NULL: generic */
 } vxm_register_options;
 
 /* Registers moving to fixed.  *moved gets the warped moving image, *warp (if warp != NULL) the full-resolution

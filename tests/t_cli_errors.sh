@@ -53,7 +53,7 @@ expect "truncated gzip data" "$T/truncated.nii.gz: " -- $(reg --moving "$T/trunc
 expect "unsupported dtype" "$T/complex.nii: .*(type|dtype)" -- $(reg --moving "$P/paircrop_moving.nii.gz" --fixed "$T/complex.nii")
 expect "shape not divisible by 16" "$T/odd.nii: .*divisible by 16" -- $(reg --moving "$T/odd.nii" --fixed "$T/odd.nii")
 expect "moving/fixed shape mismatch" "$P/fixed.nii.gz: .*does not match" -- $(reg --moving "$P/paircrop_moving.nii.gz" --fixed "$P/fixed.nii.gz")
-expect "NaN in input" "moving image: .*NaN" -- $(reg --moving "$T/nan.nii" --fixed "$P/paircrop_fixed.nii.gz")
+expect "NaN in input" "$T/nan.nii: .*NaN" -- $(reg --moving "$T/nan.nii" --fixed "$P/paircrop_fixed.nii.gz")
 expect "model is not HDF5" "$T/text.h5: .*not an HDF5" -- register --model "$T/text.h5" --moving "$P/paircrop_moving.nii.gz" --fixed "$P/paircrop_fixed.nii.gz" --moved "$T/moved.nii.gz"
 expect "truncated model" "$T/truncated.h5: " -- register --model "$T/truncated.h5" --moving "$P/paircrop_moving.nii.gz" --fixed "$P/paircrop_fixed.nii.gz" --moved "$T/moved.nii.gz"
 expect "image given as model" "$P/paircrop_fixed.nii.gz: .*not an HDF5" -- register --model "$P/paircrop_fixed.nii.gz" --moving "$P/paircrop_moving.nii.gz" --fixed "$P/paircrop_fixed.nii.gz" --moved "$T/moved.nii.gz"

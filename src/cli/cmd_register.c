@@ -189,7 +189,7 @@ int cmd_register(int argc, char **argv)
         goto done;
     }
     double t1 = now_seconds();
-    vxm_register_options ropt = {o.have_seed ? 0 : 1, o.seed};
+    vxm_register_options ropt = {o.have_seed ? 0 : 1, o.seed, o.moving, o.fixed};
     if (vxm_register(ctx, be, m, mov, fix, &ropt, &moved, o.warp ? &warp : NULL)) {
         rc = cli_fail(ctx);
         goto done;

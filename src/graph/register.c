@@ -15,20 +15,22 @@ static vxm_status check_finite(vxm_context *ctx, const vxm_volume *v, const char
 }
 
 static vxm_status check_inputs(vxm_context *ctx, const vxm_model *m, const vxm_volume *moving,
-                               const vxm_volume *fixed)
+                               const vxm_volume *fixed, const vxm_register_options *opt)
 {
+    const char *mname = opt->moving_name ? opt->moving_name : "moving image";
+    const char *fname = opt->fixed_name ? opt->fixed_name : "fixed image";
     if (moving->ndim != fixed->ndim || memcmp(moving->shape, fixed->shape, sizeof moving->shape) != 0)
-        return vxm_error(ctx, VXM_ESHAPE, "moving image", "shape %dx%dx%d differs from the fixed image's %dx%dx%d",
+        return vxm_error(ctx, VXM_ESHAPE, mname, "shape %dx%dx%d differs from the fixed image's %dx%dx%d",
                          moving->shape[0], moving->shape[1], moving->shape[2], fixed->shape[0], fixed->shape[1],
                          fixed->shape[2]);
     if (moving->channels != m->dense.src_feats)
-        return vxm_error(ctx, VXM_ESHAPE, "moving image", "has %d channel(s); the model expects %d",
+        return vxm_error(ctx, VXM_ESHAPE, mname, "has %d channel(s); the model expects %d",
                          moving->channels, m->dense.src_feats);
     if (fixed->channels != m->dense.trg_feats)
-        return vxm_error(ctx, VXM_ESHAPE, "fixed image", "has %d channel(s); the model expects %d", fixed->channels,
+        return vxm_error(ctx, VXM_ESHAPE, fname, "has %d channel(s); the model expects %d", fixed->channels,
                          m->dense.trg_feats);
-    vxm_status st = check_finite(ctx, moving, "moving image");
-    return st ? st : check_finite(ctx, fixed, "fixed image");
+    vxm_status st = check_finite(ctx, moving, mname);
+    return st ? st : check_finite(ctx, fixed, fname);
 }
 
 static vxm_status read_output(vxm_context *ctx, vxm_exec *ex, const vxm_graph *g, int node, const vxm_volume *like,
@@ -58,15 +60,15 @@ vxm_status vxm_register(vxm_context *ctx, vxm_backend *be, const vxm_model *m, c
     *moved = NULL;
     if (warp)
         *warp = NULL;
-    vxm_status st = check_inputs(ctx, m, moving, fixed);
+    vxm_register_options defaults = {1, 0, NULL, NULL};
+    if (!opt)
+        opt = &defaults;
+    vxm_status st = check_inputs(ctx, m, moving, fixed, opt);
     if (st)
         return st;
     vxm_graph *g;
     if ((st = vxm_model_build_graph(ctx, m, moving->ndim, moving->shape, &g)))
         return st;
-    vxm_register_options defaults = {1, 0};
-    if (!opt)
-        opt = &defaults;
     vxm_exec *ex = NULL;
     st = vxm_exec_begin(be, g, moving->data, fixed->data, opt->deterministic, opt->seed, &ex);
     if (!st)
