@@ -46,8 +46,11 @@ static int find_node(const vxm_graph *g, const char *name)
     return -1;
 }
 
-static void crop_pair(vxm_context *ctx, vxm_backend *be, const vxm_model *m, vxm_volume *const vols[6])
+/* vols: moving, fixed, golden warp, golden moved, golden SVF (or NULL), golden post-integration (or NULL) */
+static void crop_pair(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const char *label,
+                      vxm_volume *const vols[6])
 {
+    char what[160];
     const vxm_volume *mov = vols[0], *fix = vols[1];
     vxm_graph *g = NULL;
     vxm_exec *ex = NULL;
@@ -57,7 +60,8 @@ static void crop_pair(vxm_context *ctx, vxm_backend *be, const vxm_model *m, vxm
         vxm_graph_free(g);
         return;
     }
-    int i_flow = find_node(g, "vxm_dense_flow"), i_int = find_node(g, "vxm_dense_flow_int");
+    int i_flow = vols[4] ? find_node(g, "vxm_dense_flow") : -1;
+    int i_int = vols[5] ? find_node(g, "vxm_dense_flow_int") : -1;
     /* the warp (n^3 x 3) is the largest tensor read back here */
     float *buf = malloc(sizeof(float) * vxm_volume_numel(vols[2]));
     for (int i = 0; i < g->n; i++) {
@@ -69,14 +73,16 @@ static void crop_pair(vxm_context *ctx, vxm_backend *be, const vxm_model *m, vxm
             const vxm_node *n = &g->nodes[i];
             size_t cnt = (size_t)n->shape[0] * n->shape[1] * n->shape[2] * n->channels;
             vxm_exec_read(ex, i, buf);
-            compare_volume(i == i_flow ? "paircrop flow (SVF)" : "paircrop postint", be->spec, buf,
-                           vols[i == i_flow ? 4 : 5], cnt, 1e-4);
+            snprintf(what, sizeof what, "paircrop %s %s", label, i == i_flow ? "flow (SVF)" : "postint");
+            compare_volume(what, be->spec, buf, vols[i == i_flow ? 4 : 5], cnt, 1e-4);
         }
     }
     vxm_exec_read(ex, g->out_warp, buf);
-    compare_volume("paircrop warp", be->spec, buf, vols[2], vxm_volume_numel(vols[2]), 1e-4);
+    snprintf(what, sizeof what, "paircrop %s warp", label);
+    compare_volume(what, be->spec, buf, vols[2], vxm_volume_numel(vols[2]), 1e-4);
     vxm_exec_read(ex, g->out_moved, buf);
-    compare_volume("paircrop moved", be->spec, buf, vols[3], vxm_volume_numel(vols[3]), 1e-4);
+    snprintf(what, sizeof what, "paircrop %s moved", label);
+    compare_volume(what, be->spec, buf, vols[3], vxm_volume_numel(vols[3]), 1e-4);
 done:
     free(buf);
     vxm_exec_end(ex);
@@ -111,6 +117,12 @@ static void pair2d(vxm_context *ctx, vxm_backend *be, vxm_volume *const v[5])
     }
 }
 
+#define NMODELS 4
+static const char *model_names[NMODELS] = {"vxm_dense_brain_T1_3D_mse", "cvpr2018_vm2_cc", "cvpr2018_vm1_cc",
+                                           "miccai2018_10_02_init1"};
+static const char *golden_prefix[NMODELS] = {"vxm_dense", "cvpr2018_vm2_cc", "cvpr2018_vm1_cc",
+                                             "miccai2018_10_02_init1"};
+
 int main(void)
 {
     if (!tu_have_shared()) {
@@ -118,47 +130,58 @@ int main(void)
         return 0;
     }
     vxm_context *ctx = vxm_context_create();
-    char p[1024];
-    vxm_model *m = NULL;
-    if (vxm_model_load(ctx, tu_shared_path(p, sizeof p, "data/models/vxm_dense_brain_T1_3D_mse.h5"), &m)) {
-        tu_report(0, "load published model", "%s", vxm_context_error(ctx));
-        vxm_context_free(ctx);
-        return 1;
+    char p[1024], rel[256];
+    vxm_model *m[NMODELS] = {0};
+    /* per model: golden warp, moved; the current model also has its two intermediates */
+    vxm_volume *gold[NMODELS][4] = {{0}};
+    vxm_volume *mov = load(ctx, "data/pairs/paircrop_moving.nii.gz");
+    vxm_volume *fix = load(ctx, "data/pairs/paircrop_fixed.nii.gz");
+    int ok = mov && fix;
+    for (int k = 0; k < NMODELS; k++) {
+        snprintf(rel, sizeof rel, "data/models/%s.h5", model_names[k]);
+        if (vxm_model_load(ctx, tu_shared_path(p, sizeof p, rel), &m[k])) {
+            tu_report(0, "load model", "%s", vxm_context_error(ctx));
+            ok = 0;
+            continue;
+        }
+        static const char *kinds[4] = {"warp", "moved", "flow", "postint"};
+        for (int j = 0; j < (k == 0 ? 4 : 2); j++) {
+            snprintf(rel, sizeof rel, "data/pairs/paircrop_%s_%s.nii.gz", golden_prefix[k], kinds[j]);
+            ok &= (gold[k][j] = load(ctx, rel)) != NULL;
+        }
     }
-    static const char *crop_files[6] = {"data/pairs/paircrop_moving.nii.gz",
-                                        "data/pairs/paircrop_fixed.nii.gz",
-                                        "data/pairs/paircrop_vxm_dense_warp.nii.gz",
-                                        "data/pairs/paircrop_vxm_dense_moved.nii.gz",
-                                        "data/pairs/paircrop_vxm_dense_flow.nii.gz",
-                                        "data/pairs/paircrop_vxm_dense_postint.nii.gz"};
     static const char *files2d[5] = {"data/pairs/pair2d_moving.nii.gz", "data/pairs/pair2d_moving_seg.nii.gz",
                                      "data/pairs/pair2d_true_warp.nii.gz",
                                      "data/pairs/pair2d_true_warp_moved.nii.gz",
                                      "data/pairs/pair2d_true_warp_moved_seg.nii.gz"};
-    vxm_volume *crop[6] = {0}, *v2d[5] = {0};
-    int ok = 1;
-    for (int i = 0; i < 6; i++)
-        ok &= (crop[i] = load(ctx, crop_files[i])) != NULL;
+    vxm_volume *v2d[5] = {0};
     for (int i = 0; i < 5; i++)
         ok &= (v2d[i] = load(ctx, files2d[i])) != NULL;
     if (ok) {
         /* nibabel stored the (192, 224, 2) warp as dim = [3, 192, 224, 2]: read back as thin 3-D, viewed as 2-D */
         vxm_volume_as_2d_channels(v2d[2]);
-        tu_report(v2d[0]->ndim == 2 && v2d[2]->ndim == 2 && v2d[2]->channels == 2, "pair2d files are 2-D", "ndim %d, warp channels %d",
-                  v2d[0]->ndim, v2d[2]->channels);
+        tu_report(v2d[0]->ndim == 2 && v2d[2]->ndim == 2 && v2d[2]->channels == 2, "pair2d files are 2-D",
+                  "ndim %d, warp channels %d", v2d[0]->ndim, v2d[2]->channels);
         tb_list l;
         tb_open_all(ctx, &l);
         for (int b = 0; b < l.n; b++) {
-            crop_pair(ctx, l.be[b], m, crop);
+            for (int k = 0; k < NMODELS; k++) {
+                vxm_volume *vols[6] = {mov, fix, gold[k][0], gold[k][1], gold[k][2], gold[k][3]};
+                crop_pair(ctx, l.be[b], m[k], golden_prefix[k], vols);
+            }
             pair2d(ctx, l.be[b], v2d);
         }
         tb_close_all(&l);
     }
-    for (int i = 0; i < 6; i++)
-        vxm_volume_free(crop[i]);
+    vxm_volume_free(mov);
+    vxm_volume_free(fix);
+    for (int k = 0; k < NMODELS; k++) {
+        for (int j = 0; j < 4; j++)
+            vxm_volume_free(gold[k][j]);
+        vxm_model_free(m[k]);
+    }
     for (int i = 0; i < 5; i++)
         vxm_volume_free(v2d[i]);
-    vxm_model_free(m);
     vxm_context_free(ctx);
     return tu_exit_code();
 }

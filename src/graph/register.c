@@ -23,12 +23,12 @@ static vxm_status check_inputs(vxm_context *ctx, const vxm_model *m, const vxm_v
         return vxm_error(ctx, VXM_ESHAPE, mname, "shape %dx%dx%d differs from the fixed image's %dx%dx%d",
                          moving->shape[0], moving->shape[1], moving->shape[2], fixed->shape[0], fixed->shape[1],
                          fixed->shape[2]);
-    if (moving->channels != m->dense.src_feats)
+    if (moving->channels != m->src_feats)
         return vxm_error(ctx, VXM_ESHAPE, mname, "has %d channel(s); the model expects %d",
-                         moving->channels, m->dense.src_feats);
-    if (fixed->channels != m->dense.trg_feats)
+                         moving->channels, m->src_feats);
+    if (fixed->channels != m->trg_feats)
         return vxm_error(ctx, VXM_ESHAPE, fname, "has %d channel(s); the model expects %d", fixed->channels,
-                         m->dense.trg_feats);
+                         m->trg_feats);
     vxm_status st = check_finite(ctx, moving, mname);
     return st ? st : check_finite(ctx, fixed, fname);
 }

@@ -24,20 +24,33 @@ typedef struct vxm_dense_config {
     char name[64]; /* layer-name prefix, "vxm_dense" */
 } vxm_dense_config;
 
-typedef enum vxm_model_kind { VXM_MODEL_VXMDENSE = 0 } vxm_model_kind;
+typedef enum vxm_model_kind {
+    VXM_MODEL_VXMDENSE = 0,   /* current format: graph rebuilt from the VxmDense constructor config */
+    VXM_MODEL_KERAS_GRAPH = 1 /* legacy format: Keras functional graph interpreted layer by layer */
+} vxm_model_kind;
 
 struct vxm_model {
     vxm_model_kind kind;
     char *path;
     vxm_keras_file *file;
-    vxm_dense_config dense;
+    vxm_dense_config dense;     /* VXM_MODEL_VXMDENSE */
+    struct cJSON *keras_graph;  /* VXM_MODEL_KERAS_GRAPH: the parsed model_config */
+    /* common to both kinds */
+    int ndim, inshape[3];
+    int src_feats, trg_feats;
+    int divisor; /* every input size must be a multiple of it */
 };
 
 /* Parses the root model_config JSON of a current-format file (class VxmDense). */
 vxm_status vxm_dense_config_parse(vxm_context *ctx, const char *path, const char *json, vxm_dense_config *cfg);
 /* U-Net levels (number of pooling steps + 1) and the divisor every input size must be a multiple of. */
 int vxm_dense_levels(const vxm_dense_config *cfg);
-int vxm_model_size_divisor(const vxm_model *m);
+
+/* Legacy graphs: checks at load time that every layer needed for registration is understood and fills the
+ * common model fields; builds the graph for a shape. */
+vxm_status vxm_keras_graph_inspect(vxm_context *ctx, vxm_model *m);
+vxm_status vxm_keras_graph_build(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
+                                 vxm_graph **out);
 
 vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out);

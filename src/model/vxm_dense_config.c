@@ -205,9 +205,6 @@ vxm_status vxm_dense_config_parse(vxm_context *ctx, const char *path, const char
         st = vxm_error(ctx, VXM_EFORMAT, path, "not a VoxelMorph model: model_config has no class_name/config");
     } else if (strcmp(cls->valuestring, "VxmDense") == 0) {
         st = parse_config_object(ctx, path, cfg, c);
-    } else if (strcmp(cls->valuestring, "Model") == 0 || strcmp(cls->valuestring, "Functional") == 0) {
-        st = vxm_error(ctx, VXM_EUNSUPPORTED, path,
-                       "legacy Keras functional-graph models (CVPR/MICCAI 2018) are not supported yet");
     } else {
         st = vxm_error(ctx, VXM_EUNSUPPORTED, path, "model class '%s' is not supported (expected VxmDense)",
                        cls->valuestring);
