@@ -67,6 +67,14 @@ vxm_status vxm_volume_read(vxm_context *ctx, const char *path, const char *key, 
  * written under a temporary name and renamed, so a failure leaves no output behind. */
 vxm_status vxm_volume_write(vxm_context *ctx, const char *path, const vxm_volume *vol, const vxm_volume *like);
 vxm_geometry *vxm_geometry_clone(const vxm_geometry *g);
+/* Next multiple of `divisor` along the ndim image axes. */
+void vxm_padded_shape(int divisor, int ndim, const int shape[3], int out[3]);
+/* Centred zero padding to `shape` (offset[d] = (shape[d] - v->shape[d]) / 2) and the inverse crop.  The
+ * results carry no geometry. */
+vxm_status vxm_volume_pad_center(vxm_context *ctx, const vxm_volume *v, const int shape[3], int offset[3],
+                                 vxm_volume **out);
+vxm_status vxm_volume_crop(vxm_context *ctx, const vxm_volume *v, const int offset[3], const int shape[3],
+                           vxm_volume **out);
 void vxm_geometry_free(vxm_geometry *g);
 
 /* ---- devices ---------------------------------------------------------------------------------------- */
@@ -100,7 +108,10 @@ typedef struct vxm_register_options {
 } vxm_register_options;
 
 /* Registers moving to fixed.  *moved gets the warped moving image, *warp (if warp != NULL) the full-resolution
- * displacement (shape of fixed, ndim channels). */
+ * displacement (shape of fixed, ndim channels), both with the fixed image's geometry.  Sizes that are not
+ * multiples of vxm_model_size_divisor are zero-padded (centred) for the network; the warp is cropped back and
+ * the moved image is the original moving image resampled with it, so `vxm_warp_volume(moving, warp)` gives
+ * exactly *moved. */
 vxm_status vxm_register(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_volume *moving,
                         const vxm_volume *fixed, const vxm_register_options *opt, vxm_volume **moved,
                         vxm_volume **warp);

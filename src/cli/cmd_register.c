@@ -116,13 +116,14 @@ static int check_volumes(const reg_opts *o, const vxm_model *m, const vxm_volume
                 fix->shape[0], fix->shape[1], fix->shape[2], o->moving, mov->shape[0], mov->shape[1], mov->shape[2]);
         return 1;
     }
-    int div = vxm_model_size_divisor(m);
-    for (int d = 3 - mov->ndim; d < 3; d++)
-        if (mov->shape[d] % div) {
-            fprintf(stderr, "vxm: %s: size %d along axis %d is not divisible by %d, which this model requires\n",
-                    o->moving, mov->shape[d], d - (3 - mov->ndim), div);
-            return 1;
-        }
+    int pshape[3];
+    vxm_padded_shape(vxm_model_size_divisor(m), mov->ndim, mov->shape, pshape);
+    if (memcmp(pshape, mov->shape, sizeof pshape))
+        fprintf(stderr,
+                "vxm: note: %s: %dx%dx%d is not a multiple of %d; registering zero-padded (centred) to %dx%dx%d and "
+                "cropping the outputs back\n",
+                o->moving, mov->shape[0], mov->shape[1], mov->shape[2], vxm_model_size_divisor(m), pshape[0],
+                pshape[1], pshape[2]);
     return 0;
 }
 

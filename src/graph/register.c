@@ -53,6 +53,57 @@ static vxm_status read_output(vxm_context *ctx, vxm_exec *ex, const vxm_graph *g
     return VXM_OK;
 }
 
+/* The network on inputs whose sizes it accepts. */
+static vxm_status register_exact(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_volume *moving,
+                                 const vxm_volume *fixed, const vxm_register_options *opt, vxm_volume **moved,
+                                 vxm_volume **warp)
+{
+    vxm_graph *g;
+    vxm_status st = vxm_model_build_graph(ctx, m, moving->ndim, moving->shape, &g);
+    if (st)
+        return st;
+    vxm_exec *ex = NULL;
+    st = vxm_exec_begin(be, g, moving->data, fixed->data, opt->deterministic, opt->seed, &ex);
+    if (!st)
+        st = vxm_exec_run_all(ex);
+    if (!st && moved)
+        st = read_output(ctx, ex, g, g->out_moved, fixed, moved);
+    if (!st && warp)
+        st = read_output(ctx, ex, g, g->out_warp, fixed, warp);
+    vxm_exec_end(ex);
+    vxm_graph_free(g);
+    return st;
+}
+
+/* Pads both images to the next valid size, registers, crops the warp back and resamples the original moving
+ * image with it (clamping at the original borders, as an unpadded run would). */
+static vxm_status register_padded(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_volume *moving,
+                                  const vxm_volume *fixed, const vxm_register_options *opt, const int pshape[3],
+                                  vxm_volume **moved, vxm_volume **warp)
+{
+    vxm_volume *pm = NULL, *pf = NULL, *pw = NULL, *w = NULL;
+    int off[3];
+    vxm_status st = vxm_volume_pad_center(ctx, moving, pshape, off, &pm);
+    if (!st)
+        st = vxm_volume_pad_center(ctx, fixed, pshape, off, &pf);
+    if (!st)
+        st = register_exact(ctx, be, m, pm, pf, opt, NULL, &pw);
+    if (!st)
+        st = vxm_volume_crop(ctx, pw, off, moving->shape, &w);
+    if (!st && fixed->geom && !(w->geom = vxm_geometry_clone(fixed->geom)))
+        st = vxm_error(ctx, VXM_ENOMEM, "output", "out of memory");
+    if (!st)
+        st = vxm_warp_volume(ctx, be, moving, w, 0, moved);
+    vxm_volume_free(pm);
+    vxm_volume_free(pf);
+    vxm_volume_free(pw);
+    if (!st && warp)
+        *warp = w;
+    else
+        vxm_volume_free(w);
+    return st;
+}
+
 vxm_status vxm_register(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_volume *moving,
                         const vxm_volume *fixed, const vxm_register_options *opt, vxm_volume **moved,
                         vxm_volume **warp)
@@ -66,22 +117,19 @@ vxm_status vxm_register(vxm_context *ctx, vxm_backend *be, const vxm_model *m, c
     vxm_status st = check_inputs(ctx, m, moving, fixed, opt);
     if (st)
         return st;
-    vxm_graph *g;
-    if ((st = vxm_model_build_graph(ctx, m, moving->ndim, moving->shape, &g)))
-        return st;
-    vxm_exec *ex = NULL;
-    st = vxm_exec_begin(be, g, moving->data, fixed->data, opt->deterministic, opt->seed, &ex);
-    if (!st)
-        st = vxm_exec_run_all(ex);
-    if (!st)
-        st = read_output(ctx, ex, g, g->out_moved, fixed, moved);
-    if (!st && warp)
-        st = read_output(ctx, ex, g, g->out_warp, fixed, warp);
-    vxm_exec_end(ex);
-    vxm_graph_free(g);
+    int pshape[3];
+    vxm_padded_shape(m->divisor, moving->ndim, moving->shape, pshape);
+    if (memcmp(pshape, moving->shape, sizeof pshape))
+        st = register_padded(ctx, be, m, moving, fixed, opt, pshape, moved, warp);
+    else
+        st = register_exact(ctx, be, m, moving, fixed, opt, moved, warp);
     if (st) {
         vxm_volume_free(*moved);
         *moved = NULL;
+        if (warp) {
+            vxm_volume_free(*warp);
+            *warp = NULL;
+        }
     }
     return st;
 }
