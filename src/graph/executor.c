@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "graph/graph.h"
 
@@ -15,7 +16,29 @@ struct vxm_exec {
     vxm_tensor *t;       /* one output tensor per node */
     vxm_buffer **w, **b; /* conv weights per node */
     int *last_use;       /* index of the last consumer, or g->n for graph outputs */
+    double *seconds;     /* per-node wall time when profiling (NULL otherwise) */
 };
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+vxm_status vxm_exec_set_profiling(vxm_exec *ex, int on)
+{
+    free(ex->seconds);
+    ex->seconds = on ? calloc((size_t)ex->g->n, sizeof(double)) : NULL;
+    if (on && !ex->seconds)
+        return vxm_error(ex->be->ctx, VXM_ENOMEM, ex->be->spec, "out of memory");
+    return VXM_OK;
+}
+
+double vxm_exec_node_seconds(const vxm_exec *ex, int i)
+{
+    return ex->seconds ? ex->seconds[i] : 0.0;
+}
 
 static int is_output(const vxm_graph *g, int i)
 {
@@ -137,10 +160,16 @@ static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
 vxm_status vxm_exec_step(vxm_exec *ex, int i)
 {
     const vxm_node *n = &ex->g->nodes[i];
+    double t0 = ex->seconds ? now_seconds() : 0;
     vxm_status st = vxm_tensor_alloc(ex->be, n->shape, n->channels, &ex->t[i]);
     if (st)
         return st;
     st = run_node(ex, i, &ex->t[i]);
+    if (!st && ex->seconds) {
+        /* profiling waits for the device after every node so that each gets its own time */
+        st = ex->be->ops->finish(ex->be);
+        ex->seconds[i] = now_seconds() - t0;
+    }
     if (st)
         return st;
     for (int k = 0; k < n->n_in; k++) {
@@ -189,5 +218,6 @@ void vxm_exec_end(vxm_exec *ex)
     free(ex->w);
     free(ex->b);
     free(ex->last_use);
+    free(ex->seconds);
     free(ex);
 }

@@ -75,5 +75,8 @@ vxm_status vxm_exec_run_all(vxm_exec *ex);
  * (so always right after vxm_exec_step(ex, i)), and for the graph outputs until vxm_exec_end. */
 vxm_status vxm_exec_read(vxm_exec *ex, int i, float *host);
 void vxm_exec_end(vxm_exec *ex);
+/* Profiling: each step waits for the device and records its wall time (for the benchmark). */
+vxm_status vxm_exec_set_profiling(vxm_exec *ex, int on);
+double vxm_exec_node_seconds(const vxm_exec *ex, int i);
 
 #endif
