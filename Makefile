@@ -117,8 +117,16 @@ demo: deps
 	$(MAKE) all
 	bash tests/demo.sh
 
+$(BUILD)/bench/vxm_bench: bench/vxm_bench.c libvxm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< libvxm.a $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/bench/fma_peak: bench/fma_peak.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -fopenmp
+
 bench: deps
-	$(MAKE) all
+	$(MAKE) all $(BUILD)/bench/vxm_bench $(BUILD)/bench/fma_peak
 	bash bench/bench.sh
 
 clean:
