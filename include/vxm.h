@@ -140,6 +140,38 @@ vxm_status vxm_register_check(vxm_context *ctx, vxm_backend *be, vxm_backend *re
                               const vxm_volume *moving, const vxm_volume *fixed, vxm_layer_diff **diffs,
                               int *ndiffs);
 
+/* ==== evaluation (src/eval): Jacobian determinant and QC picture ======================================= */
+
+/* det J of x -> x + warp(x) per voxel (spec §9.3, voxelmorph/py/utils.py jacobian_determinant): finite
+ * differences as np.gradient (central inside, one-sided first order at the borders; an axis of size 1
+ * contributes no displacement derivative), matrix rows = derivative axis, columns = component, computed in
+ * double.  `warp`: 2-D with 2 channels or 3-D with 3 channels, finite values.
+ * vxm_jacobian_determinant: *det = single-channel float32 volume (warp's shape and geometry);
+ * vxm_jacobian_determinant_f64: *det = malloc'ed doubles in C order over the spatial shape (free()). */
+vxm_status vxm_jacobian_determinant(vxm_context *ctx, const vxm_volume *warp, vxm_volume **det);
+vxm_status vxm_jacobian_determinant_f64(vxm_context *ctx, const vxm_volume *warp, double **det);
+
+typedef struct vxm_jacobian_summary {
+    size_t voxels;      /* number of voxels */
+    size_t nonpositive; /* voxels with det J <= 0 (folding) */
+    double fraction;    /* nonpositive / voxels */
+    double min, max, mean;
+} vxm_jacobian_summary;
+
+/* Summary of det J (computed in double, nothing stored). */
+vxm_status vxm_jacobian_stats(vxm_context *ctx, const vxm_volume *warp, vxm_jacobian_summary *s);
+/* Voxels of a det J volume (from vxm_jacobian_determinant) with det <= 0. */
+size_t vxm_jacobian_count_nonpositive(const vxm_volume *det);
+
+/* Writes a quality-control PNG: one row per middle slice (3 orthogonal slices for 3-D, the image for 2-D);
+ * columns fixed, moving, moved, fixed/moved checkerboard, |fixed - moving|, |fixed - moved| and, when `warp`
+ * is not NULL, the identity grid deformed by the in-plane components of the warp (drawn over the moving
+ * image) and a det J map (black = 1, red = expansion, blue = contraction, green = det J <= 0).  Images are
+ * scaled to 8 bits by their own 1st..99th percentiles (channel 0).  All volumes must share one spatial
+ * shape.  Written to a temporary file and renamed: a failure leaves no file. */
+vxm_status vxm_qc_png(vxm_context *ctx, const char *path, const vxm_volume *fixed, const vxm_volume *moving,
+                      const vxm_volume *moved, const vxm_volume *warp);
+
 #ifdef __cplusplus
 }
 #endif

@@ -42,5 +42,7 @@ int cmd_devices(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_warp(int argc, char **argv);
 int cmd_dice(int argc, char **argv);
+int cmd_test(int argc, char **argv); /* cmd_test.c: evaluate a model on pairs (VoxelMorph test.py) */
+int cmd_qc(int argc, char **argv);   /* cmd_qc.c: quality-control PNG */
 
 #endif

@@ -25,11 +25,12 @@ static void usage(FILE *f)
             "  --seed S          probabilistic models: sample the velocity with seed S (default: mean mode)\n"
             "  --check           also run on the CPU backend, print per-layer differences, and fail when the\n"
             "                    final outputs differ by more than --tolerance (relative to their magnitude)\n"
-            "  --tolerance T     for --check (default 1e-4)\n");
+            "  --tolerance T     for --check (default 1e-4)\n"
+            "  --qc OUT.png      also write a quality-control picture (see vxm qc --help)\n");
 }
 
 typedef struct reg_opts {
-    const char *model, *moving, *fixed, *moved, *warp;
+    const char *model, *moving, *fixed, *moved, *warp, *qc;
     cli_device_opts dev;
     int multichannel, check, have_seed;
     unsigned long long seed;
@@ -62,6 +63,8 @@ static int parse(int argc, char **argv, reg_opts *o)
             target = &o->moved;
         } else if (cli_is(&a, "--warp")) {
             target = &o->warp;
+        } else if (cli_is(&a, "--qc")) {
+            target = &o->qc;
         } else if (cli_is(&a, "--multichannel")) {
             o->multichannel = 1;
         } else if (cli_is(&a, "--check")) {
@@ -191,7 +194,7 @@ int cmd_register(int argc, char **argv)
     }
     double t1 = now_seconds();
     vxm_register_options ropt = {o.have_seed ? 0 : 1, o.seed, o.moving, o.fixed};
-    if (vxm_register(ctx, be, m, mov, fix, &ropt, &moved, o.warp ? &warp : NULL)) {
+    if (vxm_register(ctx, be, m, mov, fix, &ropt, &moved, (o.warp || o.qc) ? &warp : NULL)) {
         rc = cli_fail(ctx);
         goto done;
     }
@@ -205,6 +208,13 @@ int cmd_register(int argc, char **argv)
         unlink(o.moved); /* no partial result: the pair of outputs is written as a whole or not at all */
         goto done;
     }
+    if (o.qc && vxm_qc_png(ctx, o.qc, fix, mov, moved, warp)) {
+        rc = cli_fail(ctx);
+        unlink(o.moved); /* as above: all outputs or none */
+        if (o.warp)
+            unlink(o.warp);
+        goto done;
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("registered %s -> %s on %s in %.2f s (loading %.2f s), peak memory %.0f MB\n", o.moving, o.fixed,
@@ -212,6 +222,8 @@ int cmd_register(int argc, char **argv)
     printf("moved: %s\n", o.moved);
     if (o.warp)
         printf("warp: %s\n", o.warp);
+    if (o.qc)
+        printf("qc: %s\n", o.qc);
     rc = o.check ? run_check(ctx, be, m, mov, fix, o.tolerance) : 0;
 done:
     vxm_volume_free(mov);

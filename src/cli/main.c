@@ -12,6 +12,8 @@ static void usage(FILE *f)
                "  register   register a moving image to a fixed image with a VoxelMorph model\n"
                "  warp       apply a saved warp to an image or label map\n"
                "  dice       Dice overlap per label between two label maps\n"
+               "  test       evaluate a model on image pairs: Dice of warped segmentations, det J, timing\n"
+               "  qc         quality-control PNG of a registration (slices, checkerboard, deformed grid)\n"
                "  devices    list the CPU backend and every OpenCL platform/device\n"
                "  info       print a model's architecture, parameter count and FLOPs\n"
                "  help       this text; 'vxm <command> --help' for a command's options\n",
@@ -31,6 +33,10 @@ int main(int argc, char **argv)
         return cmd_warp(argc - 1, argv + 1);
     if (!strcmp(cmd, "dice"))
         return cmd_dice(argc - 1, argv + 1);
+    if (!strcmp(cmd, "test"))
+        return cmd_test(argc - 1, argv + 1);
+    if (!strcmp(cmd, "qc"))
+        return cmd_qc(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))
         return cmd_devices(argc - 1, argv + 1);
     if (!strcmp(cmd, "info"))
