@@ -30,7 +30,7 @@ if grep -q '\[GPU,' "$T/devices"; then
     echo "SKIP auto picks the cpu backend: this machine has an OpenCL GPU"
 else
     reg --device auto >"$T/auto" 2>&1
-    ok "auto picks the cpu backend without a GPU" "grep -q 'on cpu' $T/auto" "$(cat "$T/auto" | tr '\n' '|')"
+    ok "auto picks the cpu backend without a GPU" "grep -q '^device: cpu' $T/auto" "$(cat "$T/auto" | tr '\n' '|')"
     reg --gpu 0 >"$T/gpu" 2>"$T/gpu.err"
     ok "--gpu 0 without a GPU: one-line error" "[ \$(wc -l <$T/gpu.err) -eq 1 ] && grep -q '^vxm: gpu:0: ' $T/gpu.err" "$(cat "$T/gpu.err")"
 fi
@@ -48,3 +48,13 @@ if [ -n "$d" ]; then
     reg --device "$d" --check --tolerance 0 >"$T/check0" 2>"$T/check0.err"
     ok "--check fails above its tolerance" "[ $? -ne 0 ] && grep -q 'differ from the CPU backend' $T/check0.err" "$(cat "$T/check0.err")"
 fi
+
+# --batch: the model is loaded once for a list of pairs
+printf '# moving fixed moved [warp]\n%s %s %s\n\n%s %s %s %s\n' \
+    "$P/paircrop_moving.nii.gz" "$P/paircrop_fixed.nii.gz" "$T/b1.nii.gz" \
+    "$P/paircrop_fixed.nii.gz" "$P/paircrop_moving.nii.gz" "$T/b2.nii.gz" "$T/b2_warp.nii.gz" >"$T/batch.txt"
+./vxm register --model "$MODEL" --device cpu --batch "$T/batch.txt" >"$T/batch.out" 2>&1
+ok "--batch registers every listed pair" "[ \$(grep -c '^registered' $T/batch.out) -eq 2 ] && grep -q '^batch: 2 pair' $T/batch.out && [ -s $T/b1.nii.gz ] && [ -s $T/b2_warp.nii.gz ]" "$(tail -3 "$T/batch.out" | tr '\n' '|')"
+printf '%s %s\n' "$P/paircrop_moving.nii.gz" "$P/paircrop_fixed.nii.gz" >"$T/badbatch.txt"
+./vxm register --model "$MODEL" --device cpu --batch "$T/badbatch.txt" >/dev/null 2>"$T/badbatch.err"
+ok "--batch names a malformed line" "[ $? -ne 0 ] && grep -q 'badbatch.txt: line 1: expected' $T/badbatch.err" "$(cat "$T/badbatch.err")"

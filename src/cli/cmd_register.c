@@ -1,4 +1,5 @@
 /* vxm register: moving + fixed -> moved image (and warp), like VoxelMorph's scripts/tf/register.py. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +27,13 @@ static void usage(FILE *f)
             "  --check           also run on the CPU backend, print per-layer differences, and fail when the\n"
             "                    final outputs differ by more than --tolerance (relative to their magnitude)\n"
             "  --tolerance T     for --check (default 1e-4)\n"
-            "  --qc OUT.png      also write a quality-control picture (see vxm qc --help)\n");
+            "  --qc OUT.png      also write a quality-control picture (see vxm qc --help)\n"
+            "  --batch LIST      register many pairs with the model loaded once; LIST has one pair per line:\n"
+            "                    MOVING FIXED MOVED [WARP]  (blank lines and lines starting with # are skipped)\n");
 }
 
 typedef struct reg_opts {
-    const char *model, *moving, *fixed, *moved, *warp, *qc;
+    const char *model, *moving, *fixed, *moved, *warp, *qc, *batch;
     cli_device_opts dev;
     int multichannel, check, have_seed;
     unsigned long long seed;
@@ -65,6 +68,8 @@ static int parse(int argc, char **argv, reg_opts *o)
             target = &o->warp;
         } else if (cli_is(&a, "--qc")) {
             target = &o->qc;
+        } else if (cli_is(&a, "--batch")) {
+            target = &o->batch;
         } else if (cli_is(&a, "--multichannel")) {
             o->multichannel = 1;
         } else if (cli_is(&a, "--check")) {
@@ -89,9 +94,11 @@ static int parse(int argc, char **argv, reg_opts *o)
         if (target && !(*target = cli_value(&a)))
             return 2;
     }
-    if (!o->model || !o->moving || !o->fixed || !o->moved) {
+    if (o->batch && (o->moving || o->fixed || o->moved || o->warp || o->qc))
+        return cli_usage_error("register: --batch replaces --moving/--fixed/--moved/--warp/--qc");
+    if (!o->model || (!o->batch && (!o->moving || !o->fixed || !o->moved))) {
         usage(stderr);
-        return cli_usage_error("register: --model, --moving, --fixed and --moved are required");
+        return cli_usage_error("register: --model and either --moving, --fixed, --moved or --batch are required");
     }
     return 0;
 }
@@ -104,10 +111,15 @@ static double now_seconds(void)
 }
 
 /* File-level checks that name the offending file: channel count and shape agreement. */
-static int check_volumes(const reg_opts *o, const vxm_model *m, const vxm_volume *mov, const vxm_volume *fix)
+typedef struct reg_job {
+    const char *moving, *fixed, *moved, *warp, *qc;
+} reg_job;
+
+static int check_volumes(const reg_opts *o, const reg_job *j, const vxm_model *m, const vxm_volume *mov,
+                         const vxm_volume *fix)
 {
     const vxm_volume *v[2] = {mov, fix};
-    const char *p[2] = {o->moving, o->fixed};
+    const char *p[2] = {j->moving, j->fixed};
     for (int i = 0; i < 2; i++)
         if (v[i]->channels > 1 && !o->multichannel) {
             fprintf(stderr, "vxm: %s: has %d channels; pass --multichannel for multi-channel input\n", p[i],
@@ -115,8 +127,8 @@ static int check_volumes(const reg_opts *o, const vxm_model *m, const vxm_volume
             return 1;
         }
     if (mov->ndim != fix->ndim || memcmp(mov->shape, fix->shape, sizeof mov->shape) != 0) {
-        fprintf(stderr, "vxm: %s: shape %dx%dx%d does not match the moving image %s (%dx%dx%d)\n", o->fixed,
-                fix->shape[0], fix->shape[1], fix->shape[2], o->moving, mov->shape[0], mov->shape[1], mov->shape[2]);
+        fprintf(stderr, "vxm: %s: shape %dx%dx%d does not match the moving image %s (%dx%dx%d)\n", j->fixed,
+                fix->shape[0], fix->shape[1], fix->shape[2], j->moving, mov->shape[0], mov->shape[1], mov->shape[2]);
         return 1;
     }
     int pshape[3];
@@ -125,7 +137,7 @@ static int check_volumes(const reg_opts *o, const vxm_model *m, const vxm_volume
         fprintf(stderr,
                 "vxm: note: %s: %dx%dx%d is not a multiple of %d; registering zero-padded (centred) to %dx%dx%d and "
                 "cropping the outputs back\n",
-                o->moving, mov->shape[0], mov->shape[1], mov->shape[2], vxm_model_size_divisor(m), pshape[0],
+                j->moving, mov->shape[0], mov->shape[1], mov->shape[2], vxm_model_size_divisor(m), pshape[0],
                 pshape[1], pshape[2]);
     return 0;
 }
@@ -165,6 +177,105 @@ static int run_check(vxm_context *ctx, vxm_backend *be, const vxm_model *m, cons
     return ok ? 0 : 1;
 }
 
+/* One pair: read, check, register, write every output or none.  *seconds gets the registration time. */
+static int register_one(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const reg_opts *o, const reg_job *j,
+                        double *seconds)
+{
+    vxm_volume *mov = NULL, *fix = NULL, *moved = NULL, *warp = NULL;
+    int rc = 1;
+    if (vxm_volume_read(ctx, j->moving, NULL, &mov) || vxm_volume_read(ctx, j->fixed, NULL, &fix)) {
+        rc = cli_fail(ctx);
+        goto done;
+    }
+    if ((rc = check_volumes(o, j, m, mov, fix)))
+        goto done;
+    double t1 = now_seconds();
+    vxm_register_options ropt = {o->have_seed ? 0 : 1, o->seed, j->moving, j->fixed};
+    if (vxm_register(ctx, be, m, mov, fix, &ropt, &moved, (j->warp || j->qc) ? &warp : NULL)) {
+        rc = cli_fail(ctx);
+        goto done;
+    }
+    *seconds = now_seconds() - t1;
+    /* all outputs or none: a later failure removes what was already written */
+    if (vxm_volume_write(ctx, j->moved, moved, fix)) {
+        rc = cli_fail(ctx);
+        goto done;
+    }
+    if (j->warp && vxm_volume_write(ctx, j->warp, warp, fix)) {
+        rc = cli_fail(ctx);
+        unlink(j->moved);
+        goto done;
+    }
+    if (j->qc && vxm_qc_png(ctx, j->qc, fix, mov, moved, warp)) {
+        rc = cli_fail(ctx);
+        unlink(j->moved);
+        if (j->warp)
+            unlink(j->warp);
+        goto done;
+    }
+    rc = o->check ? run_check(ctx, be, m, mov, fix, o->tolerance) : 0;
+done:
+    vxm_volume_free(mov);
+    vxm_volume_free(fix);
+    vxm_volume_free(moved);
+    vxm_volume_free(warp);
+    return rc;
+}
+
+static void print_done(const reg_job *j, double seconds)
+{
+    printf("registered %s -> %s in %.2f s\nmoved: %s\n", j->moving, j->fixed, seconds, j->moved);
+    if (j->warp)
+        printf("warp: %s\n", j->warp);
+    if (j->qc)
+        printf("qc: %s\n", j->qc);
+}
+
+/* --batch LIST: "MOVING FIXED MOVED [WARP]" per line; stops at the first failing pair. */
+static int run_batch(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const reg_opts *o)
+{
+    FILE *f = fopen(o->batch, "r");
+    if (!f) {
+        fprintf(stderr, "vxm: %s: %s\n", o->batch, strerror(errno));
+        return 1;
+    }
+    char line[4096];
+    int lineno = 0, npairs = 0, rc = 0;
+    double sum = 0, sum_rest = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *tok[5] = {0}, *save = NULL;
+        int n = 0;
+        for (char *t = strtok_r(line, " \t\r\n", &save); t && n < 5; t = strtok_r(NULL, " \t\r\n", &save))
+            tok[n++] = t;
+        if (n == 0 || tok[0][0] == '#')
+            continue;
+        if (n < 3 || n > 4) {
+            fprintf(stderr, "vxm: %s: line %d: expected MOVING FIXED MOVED [WARP], got %d field(s)\n", o->batch,
+                    lineno, n);
+            rc = 1;
+            break;
+        }
+        reg_job j = {tok[0], tok[1], tok[2], n == 4 ? tok[3] : NULL, NULL};
+        double t = 0;
+        if ((rc = register_one(ctx, be, m, o, &j, &t)))
+            break;
+        print_done(&j, t);
+        sum += t;
+        if (npairs++ > 0)
+            sum_rest += t;
+    }
+    fclose(f);
+    if (rc == 0 && npairs == 0) {
+        fprintf(stderr, "vxm: %s: no pairs listed\n", o->batch);
+        rc = 1;
+    }
+    if (rc == 0)
+        printf("batch: %d pair(s) in %.2f s of registration; %.2f s per pair after the first\n", npairs, sum,
+               npairs > 1 ? sum_rest / (npairs - 1) : sum);
+    return rc;
+}
+
 int cmd_register(int argc, char **argv)
 {
     reg_opts o;
@@ -173,63 +284,28 @@ int cmd_register(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     vxm_context *ctx = vxm_context_create();
     vxm_model *m = NULL;
-    vxm_volume *mov = NULL, *fix = NULL, *moved = NULL, *warp = NULL;
     vxm_backend *be = NULL;
-    rc = 1;
     if (!ctx) {
         fprintf(stderr, "vxm: out of memory\n");
         return 1;
     }
     double t0 = now_seconds();
-    if (vxm_model_load(ctx, o.model, &m) || vxm_volume_read(ctx, o.moving, NULL, &mov) ||
-        vxm_volume_read(ctx, o.fixed, NULL, &fix)) {
+    if (vxm_model_load(ctx, o.model, &m) || cli_open_backend(ctx, &o.dev, &be)) {
         rc = cli_fail(ctx);
-        goto done;
+    } else if (o.batch) {
+        printf("device: %s (model and device set up in %.2f s)\n", vxm_backend_describe(be), now_seconds() - t0);
+        rc = run_batch(ctx, be, m, &o);
+    } else {
+        reg_job j = {o.moving, o.fixed, o.moved, o.warp, o.qc};
+        double t = 0;
+        rc = register_one(ctx, be, m, &o, &j, &t);
+        if (rc == 0) {
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            printf("device: %s; peak memory %.0f MB\n", vxm_backend_describe(be), ru.ru_maxrss / 1024.0);
+            print_done(&j, t);
+        }
     }
-    if ((rc = check_volumes(&o, m, mov, fix)))
-        goto done;
-    if (cli_open_backend(ctx, &o.dev, &be)) {
-        rc = cli_fail(ctx);
-        goto done;
-    }
-    double t1 = now_seconds();
-    vxm_register_options ropt = {o.have_seed ? 0 : 1, o.seed, o.moving, o.fixed};
-    if (vxm_register(ctx, be, m, mov, fix, &ropt, &moved, (o.warp || o.qc) ? &warp : NULL)) {
-        rc = cli_fail(ctx);
-        goto done;
-    }
-    double t2 = now_seconds();
-    if (vxm_volume_write(ctx, o.moved, moved, fix)) {
-        rc = cli_fail(ctx);
-        goto done;
-    }
-    if (o.warp && vxm_volume_write(ctx, o.warp, warp, fix)) {
-        rc = cli_fail(ctx);
-        unlink(o.moved); /* no partial result: the pair of outputs is written as a whole or not at all */
-        goto done;
-    }
-    if (o.qc && vxm_qc_png(ctx, o.qc, fix, mov, moved, warp)) {
-        rc = cli_fail(ctx);
-        unlink(o.moved); /* as above: all outputs or none */
-        if (o.warp)
-            unlink(o.warp);
-        goto done;
-    }
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("registered %s -> %s on %s in %.2f s (loading %.2f s), peak memory %.0f MB\n", o.moving, o.fixed,
-           vxm_backend_describe(be), t2 - t1, t1 - t0, ru.ru_maxrss / 1024.0);
-    printf("moved: %s\n", o.moved);
-    if (o.warp)
-        printf("warp: %s\n", o.warp);
-    if (o.qc)
-        printf("qc: %s\n", o.qc);
-    rc = o.check ? run_check(ctx, be, m, mov, fix, o.tolerance) : 0;
-done:
-    vxm_volume_free(mov);
-    vxm_volume_free(fix);
-    vxm_volume_free(moved);
-    vxm_volume_free(warp);
     vxm_model_free(m);
     vxm_backend_close(be);
     vxm_context_free(ctx);
