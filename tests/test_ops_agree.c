@@ -269,11 +269,10 @@ static void run_release(run *r)
     r->nt = r->nextra = 0;
 }
 
-/* Generates the inputs of case `ci` (same seed for every backend), runs the op and returns the output in
+/* Generates the inputs of case `t` from `seed` (the same for every backend), runs the op and returns the output in
  * *out (malloc'd, *nout floats). */
-static vxm_status run_case(vxm_backend *be, int ci, float **out, size_t *nout)
+static vxm_status run_case(vxm_backend *be, const tcase *t, uint64_t seed, float **out, size_t *nout)
 {
-    const tcase *t = &cases[ci];
     run r = {.be = be};
     vxm_status st = VXM_OK;
     float *h[4] = {NULL, NULL, NULL, NULL};
@@ -281,7 +280,7 @@ static vxm_status run_case(vxm_backend *be, int ci, float **out, size_t *nout)
     int ysh[3];
     int ych = 0;
     size_t nin = (size_t)t->shape[0] * t->shape[1] * t->shape[2];
-    rng_state = 0x5eed0000ull + (uint64_t)ci * 7919u;
+    rng_state = seed;
     *out = NULL;
     *nout = 0;
     const vxm_backend_ops *ops = be->ops;
@@ -457,6 +456,72 @@ static void check_alloc_limit(vxm_context *ctx, vxm_backend *be)
     vxm_context_clear_error(ctx);
 }
 
+/* VXM_TEST_FILTER="a|b|...": run only the configurations whose name contains one of the substrings (handy under
+ * valgrind, where llvmpipe is very slow). */
+static int selected(const char *name)
+{
+    const char *f = getenv("VXM_TEST_FILTER");
+    if (!f || !*f)
+        return 1;
+    while (*f) {
+        size_t n = strcspn(f, "|");
+        if (n > 0) {
+            char sub[128];
+            snprintf(sub, sizeof sub, "%.*s", (int)(n < sizeof sub ? n : sizeof sub - 1), f);
+            if (strstr(name, sub))
+                return 1;
+        }
+        f += n;
+        if (*f)
+            f++;
+    }
+    return 0;
+}
+
+/* Runs case `t` on l->be[0] (the CPU reference) and on l->be[first..n-1], one PASS/FAIL line per device. */
+static void compare_case(vxm_context *ctx, tb_list *l, int first, int n, const tcase *t, uint64_t seed,
+                         const char *tag, int verbose)
+{
+    char cname[192], name[320];
+    case_name(t, cname, sizeof cname);
+    snprintf(name, sizeof name, "%s%s", tag, cname);
+    if (!selected(name))
+        return;
+    float *ref = NULL;
+    size_t nref = 0;
+    vxm_status st = run_case(l->be[0], t, seed, &ref, &nref);
+    if (st) {
+        snprintf(name, sizeof name, "ops_agree %s%s on cpu", tag, cname);
+        tu_report(0, name, "reference failed: %s", vxm_context_error(ctx));
+        vxm_context_clear_error(ctx);
+        return;
+    }
+    double refmax = 0;
+    for (size_t i = 0; i < nref; i++)
+        if (fabs(ref[i]) > refmax)
+            refmax = fabs(ref[i]);
+    for (int b = first; b < n; b++) {
+        snprintf(name, sizeof name, "ops_agree %s%s on %s", tag, cname, l->be[b]->spec);
+        float *got = NULL;
+        size_t ngot = 0;
+        st = run_case(l->be[b], t, seed, &got, &ngot);
+        if (st) {
+            tu_report(0, name, "%s", vxm_context_error(ctx));
+            vxm_context_clear_error(ctx);
+            continue;
+        }
+        double nmse = tu_nmse(got, ref, nref);
+        double mad = tu_max_abs_diff(got, ref, nref);
+        double tol = 1e-5 * (1.0 + refmax);
+        if (verbose)
+            printf("# %s: nmse %.3g max abs diff %.3g (max |ref| %.3g)\n", name, nmse, mad, refmax);
+        tu_report(ngot == nref && nmse <= 1e-10 && mad <= tol, name,
+                  "nmse %.3g (<= 1e-10), max abs diff %.3g (<= %.3g)", nmse, mad, tol);
+        free(got);
+    }
+    free(ref);
+}
+
 int main(void)
 {
     (void)tu_have_shared; /* test_util.h helpers this program does not need */
@@ -480,47 +545,56 @@ int main(void)
         printf("# %s\n", l.be[i]->desc);
         check_alloc_limit(ctx, l.be[i]);
     }
+    if (l.n > 1) {
+        vxm_backend *bad = NULL;
+        vxm_status st = vxm_backend_opencl_create(ctx, 99, 0, &bad);
+        tu_report(st == VXM_EDEVICE && bad == NULL && strstr(vxm_context_error(ctx), "no OpenCL platform 99"),
+                  "opencl:99:0 is refused cleanly", "status %d, message '%s'", (int)st, vxm_context_error(ctx));
+        vxm_context_clear_error(ctx);
+        st = vxm_backend_opencl_create(ctx, 0, 99, &bad);
+        tu_report(st == VXM_EDEVICE && bad == NULL && strstr(vxm_context_error(ctx), "no device 99"),
+                  "opencl:0:99 is refused cleanly", "status %d, message '%s'", (int)st, vxm_context_error(ctx));
+        vxm_context_clear_error(ctx);
+    }
 
     const char *ev = getenv("VXM_TEST_VERBOSE");
     int verbose = ev && *ev && strcmp(ev, "0") != 0;
     int ncases = (int)(sizeof cases / sizeof cases[0]);
-    for (int ci = 0; ci < ncases; ci++) {
-        char cname[192], name[256];
-        case_name(&cases[ci], cname, sizeof cname);
-        float *ref = NULL;
-        size_t nref = 0;
-        vxm_status st = run_case(l.be[0], ci, &ref, &nref);
-        if (st) {
-            snprintf(name, sizeof name, "ops_agree %s on cpu", cname);
-            tu_report(0, name, "reference failed: %s", vxm_context_error(ctx));
-            vxm_context_clear_error(ctx);
-            continue;
+    for (int ci = 0; ci < ncases; ci++)
+        compare_case(ctx, &l, 1, l.n, &cases[ci], 0x5eed0000ull + (uint64_t)ci * 7919u, "", verbose);
+
+    /* Every convolution kernel variant (channel block x voxels per work-item) on every OpenCL device, forced with
+     * VXM_OPENCL_CONV_BLOCK (the default choice above exercises only the variants the device's defaults pick). */
+    static const tcase conv_sweep[] = {
+        {.op = OP_CONV, .shape = S3(7, 6, 9), .c1 = 5, .c2 = 32, .k = S3(3, 3, 3), .s = S3(1, 2, 1), .leaky = 1},
+        {.op = OP_CONV, .shape = S3(1, 13, 11), .c1 = 16, .c2 = 32, .k = S3(1, 3, 3), .s = S3(1, 2, 2)},
+        {.op = OP_CONV, .shape = S3(4, 5, 2), .c1 = 8, .c2 = 20, .k = S3(3, 3, 3), .s = S3(1, 1, 1), .leaky = 1},
+    };
+    static const int blocks[][2] = {{4, 1}, {4, 4}, {4, 8}, {8, 1}, {8, 4}, {8, 8}, {16, 1}, {16, 4}, {16, 8},
+                                    {32, 1}, {32, 4}, {32, 8}};
+    vxm_opencl_device_info info[TB_MAX];
+    int nd = vxm_opencl_enumerate(ctx, info, TB_MAX);
+    for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++) {
+        char env[32], tag[48];
+        snprintf(env, sizeof env, "%dx%d", blocks[bi][0], blocks[bi][1]);
+        snprintf(tag, sizeof tag, "[conv block %s] ", env);
+        setenv("VXM_OPENCL_CONV_BLOCK", env, 1);
+        tb_list v;
+        v.n = 1;
+        v.be[0] = l.be[0]; /* the CPU reference, not closed here */
+        for (int i = 0; i < nd && v.n < TB_MAX; i++) {
+            if (vxm_backend_opencl_create(ctx, info[i].platform, info[i].device, &v.be[v.n]) == VXM_OK)
+                v.n++;
+            else
+                tu_report(0, "open opencl device", "%s", vxm_context_error(ctx));
         }
-        double refmax = 0;
-        for (size_t i = 0; i < nref; i++)
-            if (fabs(ref[i]) > refmax)
-                refmax = fabs(ref[i]);
-        for (int b = 1; b < l.n; b++) {
-            snprintf(name, sizeof name, "ops_agree %s on %s", cname, l.be[b]->spec);
-            float *got = NULL;
-            size_t ngot = 0;
-            st = run_case(l.be[b], ci, &got, &ngot);
-            if (st) {
-                tu_report(0, name, "%s", vxm_context_error(ctx));
-                vxm_context_clear_error(ctx);
-                continue;
-            }
-            double nmse = tu_nmse(got, ref, nref);
-            double mad = tu_max_abs_diff(got, ref, nref);
-            double tol = 1e-5 * (1.0 + refmax);
-            if (verbose)
-                printf("# %s: nmse %.3g max abs diff %.3g (max |ref| %.3g)\n", name, nmse, mad, refmax);
-            tu_report(ngot == nref && nmse <= 1e-10 && mad <= tol, name, "nmse %.3g (<= 1e-10), max abs diff %.3g (<= %.3g)",
-                      nmse, mad, tol);
-            free(got);
-        }
-        free(ref);
+        for (size_t ci = 0; ci < sizeof conv_sweep / sizeof conv_sweep[0]; ci++)
+            compare_case(ctx, &v, 1, v.n, &conv_sweep[ci], 0xc0de0000ull + ci * 131u, tag, verbose);
+        for (int i = 1; i < v.n; i++)
+            vxm_backend_close(v.be[i]);
     }
+    unsetenv("VXM_OPENCL_CONV_BLOCK");
+
     tb_close_all(&l);
     vxm_context_free(ctx);
     return tu_exit_code();

@@ -225,6 +225,9 @@ static void test_conv_random(vxm_backend *be)
     conv_random(be, 6, 8, 10, 16, 32, 3, 3, 3, 2, 2, 2, 1);  /* even sizes: 0 before, 1 after */
     conv_random(be, 7, 9, 11, 16, 32, 3, 3, 3, 2, 2, 2, 0);  /* odd sizes: 1 and 1 */
     conv_random(be, 4, 5, 37, 16, 3, 3, 3, 3, 1, 1, 1, 0);   /* flow-like Cout 3 */
+    conv_random(be, 1, 12, 21, 16, 2, 1, 3, 3, 1, 1, 1, 1);  /* 2-D flow-like Cout 2 */
+    conv_random(be, 5, 6, 19, 32, 4, 3, 3, 3, 2, 2, 2, 1);   /* narrow output, stride 2 */
+    conv_random(be, 4, 5, 9, 48, 1, 3, 3, 3, 1, 1, 1, 0);
     conv_random(be, 3, 4, 33, 64, 32, 3, 3, 3, 1, 1, 1, 1);
     conv_random(be, 3, 4, 29, 5, 80, 3, 3, 3, 1, 2, 1, 1);   /* Cout > one register block */
     conv_random(be, 1, 17, 19, 3, 8, 1, 3, 3, 1, 1, 1, 1);   /* 2-D */
@@ -434,7 +437,8 @@ static void sample_profile(vxm_backend *be, const char *what, int ndim, int axis
     float img[4 * 2 * 2 * 2], disp[16 * 3], exp2[16 * 2];
     size_t nvox = (size_t)ishape[0] * ishape[1] * ishape[2];
     for (size_t v = 0; v < nvox; v++) {
-        int idx[3] = {(int)(v / ((size_t)ishape[1] * ishape[2])), (int)(v / ishape[2] % ishape[1]), (int)(v % ishape[2])};
+        int idx[3] = {(int)(v / ((size_t)ishape[1] * ishape[2])), (int)(v / ishape[2] % ishape[1]),
+                      (int)(v % ishape[2])};
         img[2 * v] = 10.0f * (float)(idx[axis] + 1);
         img[2 * v + 1] = (float)(idx[axis] + 1);
     }
@@ -500,7 +504,8 @@ static void test_transform(vxm_backend *be)
             for (int k = 0; k < 5; k++) {
                 int v = (i * 4 + j) * 5 + k;
                 img[v] = (float)(i + 10 * j + 100 * k);
-                float u[3] = {0.25f * (float)((v % 3) - 1), 0.5f * (float)((v % 2) ? 1 : -1), 0.125f * (float)(v % 5) - 0.25f};
+                float u[3] = {0.25f * (float)((v % 3) - 1), 0.5f * (float)((v % 2) ? 1 : -1),
+                              0.125f * (float)(v % 5) - 0.25f};
                 float p[3] = {i + u[0], j + u[1], k + u[2]};
                 for (int d = 0; d < 3; d++)
                     disp[3 * v + d] = u[d];

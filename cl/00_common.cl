@@ -1,0 +1,109 @@
+/* Shared by every kernel file (the cl/ files are concatenated in sorted order into one program; this one sorts
+ * first).  OpenCL C 1.2, float32 only, buffers only (no images, no doubles: Mesa rusticl on llvmpipe has neither
+ * doubles nor reliable image paths).
+ *
+ * Floating point: no contraction of a*b+c into fma unless written explicitly with fma() (which is exact), so the
+ * elementwise and interpolation arithmetic rounds exactly like the plain-C CPU backend compiled with -std=c11. */
+#pragma OPENCL FP_CONTRACT OFF
+
+/* Per-axis set-up of the clamped linear interpolation of spec §4.2, all in float32:
+ *   q = clamp(p, 0, n-1); f = clamp(floor(p), 0, n-1); c = clamp(f+1, 0, n-1); wlo = c - q; whi = 1 - wlo.
+ * Clamping is done in float before the conversion to int, so huge or non-finite coordinates stay defined. */
+inline void vxm_axis_linear(float p, int n, int *lo, int *hi, float *wlo, float *whi)
+{
+    float top = (float)(n - 1);
+    float q = fmin(fmax(p, 0.0f), top);
+    float f = fmin(fmax(floor(p), 0.0f), top);
+    float c = fmin(f + 1.0f, top);
+    float wl = c - q;
+    *lo = (int)f;
+    *hi = (int)c;
+    *wlo = wl;
+    *whi = 1.0f - wl;
+}
+
+/* Nearest index of spec §4.4: round half to even (rint under the default rounding mode), then clamp. */
+inline int vxm_axis_nearest(float p, int n)
+{
+    float r = fmin(fmax(rint(p), 0.0f), (float)(n - 1));
+    return (int)r;
+}
+
+/* Out of [0, n-1] (strict) for the fill value of spec §4.3.  NaN counts as outside. */
+inline int vxm_axis_outside(float p, int n)
+{
+    return !(p >= 0.0f && p <= (float)(n - 1));
+}
+
+/* The up to 8 corners (offsets of channel 0) and weights of the clamped linear interpolation at (p0, p1, p2) in
+ * an n0 x n1 x n2 grid with `nch` channels per voxel.  The first `fixed` axes (0..2) are not displaced: their
+ * coordinate is an integer grid index, which linear interpolation reproduces exactly, so they contribute a single
+ * corner (the index, clamped) of weight 1 -- e.g. 2-D data (axis 0 fixed) sums 4 corners with weights w1*w2, as
+ * TF's 2-D interpn does, and bit-identically to an 8-corner sum whose extra weights are 0.  Corner order is TF's
+ * lexicographic order and the weight product is (w0*w1)*w2 (spec §4.2). */
+typedef struct vxm_corners {
+    ulong off[8];
+    float w[8];
+    int n;
+} vxm_corners;
+
+inline void vxm_axis_fixed(float p, int n, int *lo, int *hi, float *wlo, float *whi)
+{
+    *lo = *hi = (int)fmin(fmax(p, 0.0f), (float)(n - 1));
+    *wlo = *whi = 1.0f;
+}
+
+inline void vxm_corners_linear(vxm_corners *cr, int n0, int n1, int n2, int nch, int fixed, float p0, float p1,
+                               float p2)
+{
+    int i[2], j[2], k[2];
+    float wi[2], wj[2], wk[2];
+    if (fixed > 0)
+        vxm_axis_fixed(p0, n0, &i[0], &i[1], &wi[0], &wi[1]);
+    else
+        vxm_axis_linear(p0, n0, &i[0], &i[1], &wi[0], &wi[1]);
+    if (fixed > 1)
+        vxm_axis_fixed(p1, n1, &j[0], &j[1], &wj[0], &wj[1]);
+    else
+        vxm_axis_linear(p1, n1, &j[0], &j[1], &wj[0], &wj[1]);
+    vxm_axis_linear(p2, n2, &k[0], &k[1], &wk[0], &wk[1]);
+    int na = fixed > 0 ? 1 : 2, nb = fixed > 1 ? 1 : 2;
+    int t = 0;
+    for (int a = 0; a < na; a++)
+        for (int b = 0; b < nb; b++)
+            for (int d = 0; d < 2; d++) {
+                cr->w[t] = (wi[a] * wj[b]) * wk[d];
+                cr->off[t] = (((ulong)i[a] * (ulong)n1 + (ulong)j[b]) * (ulong)n2 + (ulong)k[d]) * (ulong)nch;
+                t++;
+            }
+    cr->n = t;
+}
+
+/* Sampling location of grid voxel (x0, x1, x2) displaced by the ndim channels at u (channel c along spatial axis
+ * 3 - ndim + c): one float32 addition per displaced axis (spec §4.1), times `scale` (1, or 2^-T, exact). */
+inline void vxm_location(int x0, int x1, int x2, __global const float *u, int ndim, float scale, float *p)
+{
+    int first = 3 - ndim;
+    p[0] = first > 0 ? (float)x0 : (float)x0 + u[0] * scale;
+    p[1] = first > 1 ? (float)x1 : (float)x1 + u[1 - first] * scale;
+    p[2] = (float)x2 + u[2 - first] * scale;
+}
+
+/* Interpolated value of channel c: sum over the corners, in order, of w * (scale * V); `scale` is 1 or an exact
+ * power of two (scaling and squaring reads v / 2^T on the fly), so V * scale is exact. */
+inline float vxm_corners_eval(const vxm_corners *cr, __global const float *img, int c, float scale)
+{
+    float acc = 0.0f;
+    for (int t = 0; t < cr->n; t++)
+        acc += cr->w[t] * (img[cr->off[t] + (ulong)c] * scale);
+    return acc;
+}
+
+/* Linear voxel index -> (x0, x1, x2) of a grid n0 x n1 x n2 (voxel counts fit in 32 bits; checked on the host). */
+inline void vxm_unravel(uint v, int n1, int n2, int *x0, int *x1, int *x2)
+{
+    *x2 = (int)(v % (uint)n2);
+    uint t = v / (uint)n2;
+    *x1 = (int)(t % (uint)n1);
+    *x0 = (int)(t / (uint)n1);
+}

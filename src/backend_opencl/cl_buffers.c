@@ -1,0 +1,215 @@
+/* Device buffers, scratch buffers, kernel arguments and launches of the OpenCL backend. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "backend_opencl/cl_internal.h"
+
+vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out)
+{
+    vxm_cl *cl = vxm_cl_of(be);
+    *out = NULL;
+    if (nfloats == 0)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "buffer of 0 floats");
+    if (nfloats > (size_t)-1 / sizeof(float) || (cl_ulong)nfloats * sizeof(float) > cl->max_alloc)
+        return vxm_error(be->ctx, VXM_ENOMEM, be->spec,
+                         "buffer of %zu floats (%llu bytes) exceeds the device's largest allocation "
+                         "CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
+                         nfloats, (unsigned long long)nfloats * 4ull, (unsigned long long)cl->max_alloc);
+    vxm_buffer *b = malloc(sizeof *b);
+    if (!b)
+        return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of host memory");
+    cl_int err;
+    b->mem = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, nfloats * sizeof(float), NULL, &err);
+    if (!b->mem) {
+        free(b);
+        char what[96];
+        snprintf(what, sizeof what, "clCreateBuffer(%zu bytes)", nfloats * sizeof(float));
+        return vxm_cl_fail(be, err, 1, what);
+    }
+    b->nfloats = nfloats;
+    *out = b;
+    return VXM_OK;
+}
+
+void vxm_cl_buffer_free(vxm_backend *be, vxm_buffer *buf)
+{
+    (void)be;
+    if (!buf)
+        return;
+    /* Released now; OpenCL keeps the storage until the queued commands that use it have completed. */
+    if (buf->mem)
+        clReleaseMemObject(buf->mem);
+    free(buf);
+}
+
+vxm_status vxm_cl_buffer_write(vxm_backend *be, vxm_buffer *dst, const float *src, size_t nfloats)
+{
+    if (!dst || nfloats > dst->nfloats)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "write of %zu floats into a buffer of %zu", nfloats,
+                         dst ? dst->nfloats : 0);
+    if (nfloats == 0)
+        return VXM_OK;
+    cl_int err = clEnqueueWriteBuffer(vxm_cl_of(be)->queue, dst->mem, CL_TRUE, 0, nfloats * sizeof(float), src, 0,
+                                      NULL, NULL);
+    return err == CL_SUCCESS ? VXM_OK : vxm_cl_fail(be, err, 0, "clEnqueueWriteBuffer");
+}
+
+vxm_status vxm_cl_buffer_read(vxm_backend *be, const vxm_buffer *src, float *dst, size_t nfloats)
+{
+    if (!src || nfloats > src->nfloats)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "read of %zu floats from a buffer of %zu", nfloats,
+                         src ? src->nfloats : 0);
+    if (nfloats == 0)
+        return VXM_OK;
+    cl_int err = clEnqueueReadBuffer(vxm_cl_of(be)->queue, src->mem, CL_TRUE, 0, nfloats * sizeof(float), dst, 0,
+                                     NULL, NULL);
+    return err == CL_SUCCESS ? VXM_OK : vxm_cl_fail(be, err, 0, "clEnqueueReadBuffer");
+}
+
+vxm_status vxm_cl_finish(vxm_backend *be)
+{
+    cl_int err = clFinish(vxm_cl_of(be)->queue);
+    return err == CL_SUCCESS ? VXM_OK : vxm_cl_fail(be, err, 0, "clFinish");
+}
+
+vxm_status vxm_cl_scratch(vxm_backend *be, int slot, size_t nfloats, cl_mem *out)
+{
+    vxm_cl *cl = vxm_cl_of(be);
+    *out = NULL;
+    if (nfloats == 0)
+        nfloats = 1;
+    if (cl->scratch[slot] && cl->scratch_floats[slot] >= nfloats) {
+        *out = cl->scratch[slot];
+        return VXM_OK;
+    }
+    if ((cl_ulong)nfloats * sizeof(float) > cl->max_alloc)
+        return vxm_error(be->ctx, VXM_ENOMEM, be->spec,
+                         "scratch buffer of %llu bytes exceeds CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
+                         (unsigned long long)nfloats * 4ull, (unsigned long long)cl->max_alloc);
+    if (cl->scratch[slot]) {
+        clReleaseMemObject(cl->scratch[slot]); /* in-order queue: pending users keep it alive until done */
+        cl->scratch[slot] = NULL;
+        cl->scratch_floats[slot] = 0;
+    }
+    cl_int err;
+    cl_mem m = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, nfloats * sizeof(float), NULL, &err);
+    if (!m)
+        return vxm_cl_fail(be, err, 1, "clCreateBuffer(scratch)");
+    cl->scratch[slot] = m;
+    cl->scratch_floats[slot] = nfloats;
+    *out = m;
+    return VXM_OK;
+}
+
+vxm_status vxm_cl_copy(vxm_backend *be, cl_mem src, cl_mem dst, size_t nfloats)
+{
+    if (src == dst || nfloats == 0)
+        return VXM_OK;
+    cl_int err = clEnqueueCopyBuffer(vxm_cl_of(be)->queue, src, dst, 0, 0, nfloats * sizeof(float), 0, NULL, NULL);
+    return err == CL_SUCCESS ? VXM_OK : vxm_cl_fail(be, err, 0, "clEnqueueCopyBuffer");
+}
+
+vxm_status vxm_cl_check_tensor(vxm_backend *be, const vxm_tensor *t, const char *what)
+{
+    if (!t || !t->buf || !t->buf->mem)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: tensor without a buffer", what);
+    for (int d = 0; d < 3; d++)
+        if (t->shape[d] <= 0)
+            return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: bad shape %dx%dx%d", what, t->shape[0], t->shape[1],
+                             t->shape[2]);
+    if (t->channels <= 0)
+        return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: %d channels", what, t->channels);
+    size_t n = vxm_tensor_numel(t);
+    if (n > t->buf->nfloats)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: tensor of %zu floats in a buffer of %zu", what, n,
+                         t->buf->nfloats);
+    size_t nvox = (size_t)t->shape[0] * (size_t)t->shape[1] * (size_t)t->shape[2];
+    if (nvox > 0xffffffffu)
+        return vxm_error(be->ctx, VXM_EUNSUPPORTED, be->spec, "%s: %zu voxels (more than 2^32)", what, nvox);
+    return VXM_OK;
+}
+
+void vxm_cl_args_begin(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid)
+{
+    a->k = cl->kernel[kid];
+    a->idx = 0;
+    a->err = CL_SUCCESS;
+    a->bad_idx = 0;
+}
+
+void vxm_cl_arg_raw(vxm_cl_args *a, size_t size, const void *p)
+{
+    cl_int err = clSetKernelArg(a->k, a->idx, size, p);
+    if (err != CL_SUCCESS && a->err == CL_SUCCESS) {
+        a->err = err;
+        a->bad_idx = a->idx;
+    }
+    a->idx++;
+}
+
+void vxm_cl_arg_mem(vxm_cl_args *a, cl_mem m)
+{
+    vxm_cl_arg_raw(a, sizeof m, &m);
+}
+
+void vxm_cl_arg_int(vxm_cl_args *a, int v)
+{
+    cl_int x = v;
+    vxm_cl_arg_raw(a, sizeof x, &x);
+}
+
+void vxm_cl_arg_uint(vxm_cl_args *a, unsigned v)
+{
+    cl_uint x = v;
+    vxm_cl_arg_raw(a, sizeof x, &x);
+}
+
+void vxm_cl_arg_ulong(vxm_cl_args *a, unsigned long long v)
+{
+    cl_ulong x = v;
+    vxm_cl_arg_raw(a, sizeof x, &x);
+}
+
+void vxm_cl_arg_float(vxm_cl_args *a, float v)
+{
+    cl_float x = v;
+    vxm_cl_arg_raw(a, sizeof x, &x);
+}
+
+vxm_status vxm_cl_args_done(vxm_backend *be, vxm_cl_args *a, vxm_cl_kid kid)
+{
+    if (a->err == CL_SUCCESS)
+        return VXM_OK;
+    char what[128];
+    snprintf(what, sizeof what, "clSetKernelArg(%.60s, %u)", vxm_cl_kernel_names[kid], a->bad_idx);
+    return vxm_cl_fail(be, a->err, 0, what);
+}
+
+static vxm_status enqueue(vxm_backend *be, vxm_cl_kid kid, cl_uint dims, const size_t *g, const size_t *l)
+{
+    cl_int err = clEnqueueNDRangeKernel(vxm_cl_of(be)->queue, vxm_cl_of(be)->kernel[kid], dims, NULL, g, l, 0, NULL,
+                                        NULL);
+    if (err == CL_SUCCESS)
+        return VXM_OK;
+    char what[128];
+    snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%.60s)", vxm_cl_kernel_names[kid]);
+    return vxm_cl_fail(be, err, 0, what);
+}
+
+vxm_status vxm_cl_launch1(vxm_backend *be, vxm_cl_kid kid, size_t n)
+{
+    if (n == 0)
+        return VXM_OK;
+    size_t l = vxm_cl_of(be)->lws[kid];
+    size_t g = (n + l - 1) / l * l;
+    return enqueue(be, kid, 1, &g, &l);
+}
+
+vxm_status vxm_cl_launch2(vxm_backend *be, vxm_cl_kid kid, size_t n0, size_t n1)
+{
+    if (n0 == 0 || n1 == 0)
+        return VXM_OK;
+    size_t l[2] = {vxm_cl_of(be)->lws[kid], 1};
+    size_t g[2] = {(n0 + l[0] - 1) / l[0] * l[0], n1};
+    return enqueue(be, kid, 2, g, l);
+}

@@ -1,0 +1,109 @@
+/* Convolution on the OpenCL backend: pack weights + bias (+ a row of zeros for padding taps) into a scratch buffer
+ * with Cout padded to the channel block, then run the register-blocked direct kernel of cl/conv.cl. */
+#include "backend_opencl/cl_internal.h"
+
+/* Kernel variant for a channel block `cob` (4, 8, 16, 32) and `vx` voxels per work-item (1, 4, 8). */
+static vxm_cl_kid conv_kernel(int cob, int vx)
+{
+    static const vxm_cl_kid table[4][3] = {
+        {VXM_K_CONV_C4_V1, VXM_K_CONV_C4_V4, VXM_K_CONV_C4_V8},
+        {VXM_K_CONV_C8_V1, VXM_K_CONV_C8_V4, VXM_K_CONV_C8_V8},
+        {VXM_K_CONV_C16_V1, VXM_K_CONV_C16_V4, VXM_K_CONV_C16_V8},
+        {VXM_K_CONV_C32_V1, VXM_K_CONV_C32_V4, VXM_K_CONV_C32_V8},
+    };
+    int r = cob >= 32 ? 3 : cob >= 16 ? 2 : cob >= 8 ? 1 : 0;
+    int c = vx >= 8 ? 2 : vx >= 4 ? 1 : 0;
+    return table[r][c];
+}
+
+vxm_status vxm_cl_conv(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b,
+                       const vxm_conv_params *p, vxm_tensor *y)
+{
+    vxm_cl *cl = vxm_cl_of(be);
+    vxm_status st;
+    if ((st = vxm_cl_check_tensor(be, x, "conv input")) || (st = vxm_cl_check_tensor(be, y, "conv output")))
+        return st;
+    if (!w || !p)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "conv: missing weights or parameters");
+    if (y->buf == x->buf)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "conv: output aliases the input");
+    for (int d = 0; d < 3; d++) {
+        if (p->ksize[d] < 1 || p->stride[d] < 1 || p->pad_lo[d] < 0 || p->pad_lo[d] >= p->ksize[d])
+            return vxm_error(be->ctx, VXM_EINVAL, be->spec, "conv: bad kernel %d / stride %d / padding %d on axis %d",
+                             p->ksize[d], p->stride[d], p->pad_lo[d], d);
+        int m = (x->shape[d] + p->stride[d] - 1) / p->stride[d];
+        if (y->shape[d] != m)
+            return vxm_error(be->ctx, VXM_ESHAPE, be->spec,
+                             "conv: output size %d on axis %d, expected ceil(%d/%d) = %d", y->shape[d], d,
+                             x->shape[d], p->stride[d], m);
+    }
+    int cin = x->channels, cout = y->channels;
+    size_t ktaps = (size_t)p->ksize[0] * (size_t)p->ksize[1] * (size_t)p->ksize[2];
+    size_t nw = ktaps * (size_t)cin * (size_t)cout;
+    if (w->nfloats < nw || (b && b->nfloats < (size_t)cout))
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec,
+                         "conv: weight buffer of %zu floats for a %dx%dx%dx%dx%d kernel, bias of %zu for %d outputs",
+                         w->nfloats, p->ksize[0], p->ksize[1], p->ksize[2], cin, cout, b ? b->nfloats : 0, cout);
+
+    /* Channel block: the largest of 32, 16, 8, 4 not above Cout (the flow head's 2-3 outputs use 4) nor the
+     * device's limit. */
+    int cob = 4;
+    while (cob < 32 && cob * 2 <= cout && cob * 2 <= cl->conv_cob)
+        cob *= 2;
+    int coutp = (cout + cob - 1) / cob * cob;
+    size_t kc = ktaps * (size_t)cin;
+    size_t npack = kc * (size_t)coutp + (size_t)coutp + (size_t)cin;
+    if (kc > 0xffffffffu / (size_t)coutp / 2)
+        return vxm_error(be->ctx, VXM_EUNSUPPORTED, be->spec, "conv: kernel of %zu taps x %d channels too large", kc,
+                         coutp);
+    cl_mem wp;
+    if ((st = vxm_cl_scratch(be, VXM_SCRATCH_CONV_WEIGHTS, npack, &wp)))
+        return st;
+
+    vxm_cl_args a;
+    vxm_cl_args_begin(&a, cl, VXM_K_CONV_PACK);
+    vxm_cl_arg_mem(&a, w->mem);
+    vxm_cl_arg_mem(&a, b ? b->mem : w->mem);
+    vxm_cl_arg_mem(&a, wp);
+    vxm_cl_arg_int(&a, b != NULL);
+    vxm_cl_arg_uint(&a, (unsigned)kc);
+    vxm_cl_arg_int(&a, cout);
+    vxm_cl_arg_int(&a, coutp);
+    vxm_cl_arg_int(&a, cin);
+    if ((st = vxm_cl_args_done(be, &a, VXM_K_CONV_PACK)) || (st = vxm_cl_launch1(be, VXM_K_CONV_PACK, npack)))
+        return st;
+
+    /* Voxels per work-item: the device default, fewer when the row is short (a 2-D 1x13x11 image would waste
+     * most of an 8-wide group). */
+    int vx = cl->conv_vx;
+    while (vx > 1 && y->shape[2] * 2 <= vx)
+        vx /= 2;
+    vx = vx >= 8 ? 8 : vx >= 4 ? 4 : 1;
+    vxm_cl_kid kid = conv_kernel(cob, vx);
+    size_t nvg = (size_t)y->shape[0] * (size_t)y->shape[1] * (size_t)((y->shape[2] + vx - 1) / vx);
+
+    vxm_cl_args_begin(&a, cl, kid);
+    vxm_cl_arg_mem(&a, x->buf->mem);
+    vxm_cl_arg_mem(&a, wp);
+    vxm_cl_arg_mem(&a, y->buf->mem);
+    vxm_cl_arg_int(&a, x->shape[0]);
+    vxm_cl_arg_int(&a, x->shape[1]);
+    vxm_cl_arg_int(&a, x->shape[2]);
+    vxm_cl_arg_int(&a, cin);
+    vxm_cl_arg_int(&a, y->shape[1]);
+    vxm_cl_arg_int(&a, y->shape[2]);
+    vxm_cl_arg_int(&a, cout);
+    vxm_cl_arg_int(&a, coutp);
+    for (int d = 0; d < 3; d++)
+        vxm_cl_arg_int(&a, p->ksize[d]);
+    for (int d = 0; d < 3; d++)
+        vxm_cl_arg_int(&a, p->stride[d]);
+    for (int d = 0; d < 3; d++)
+        vxm_cl_arg_int(&a, p->pad_lo[d]);
+    vxm_cl_arg_int(&a, p->leaky != 0);
+    vxm_cl_arg_float(&a, p->alpha);
+    vxm_cl_arg_uint(&a, (unsigned)nvg);
+    if ((st = vxm_cl_args_done(be, &a, kid)))
+        return st;
+    return vxm_cl_launch2(be, kid, nvg, (size_t)(coutp / cob));
+}

@@ -1,0 +1,143 @@
+/* Internal to the OpenCL backend: the backend state, the kernel table and the helpers shared by its files.
+ *
+ *   cl_device.c   platform/device enumeration, backend create/destroy, program build, kernel table, errors
+ *   cl_buffers.c  device buffers, scratch buffers, launches, argument setting
+ *   cl_conv.c     convolution (weight packing + register-blocked direct kernel)
+ *   cl_ops.c      every other op of vxm_backend_ops
+ *
+ * All kernels live in the cl/ directory, embedded at build time (vxm_cl_sources[]) and compiled once per backend into one
+ * program.  Work is queued on one in-order queue; ops return once their kernels are enqueued, buffer_read and
+ * finish wait. */
+#ifndef VXM_BACKEND_OPENCL_INTERNAL_H
+#define VXM_BACKEND_OPENCL_INTERNAL_H
+
+#include <CL/cl.h>
+
+#include "backend.h"
+
+struct vxm_buffer {
+    cl_mem mem;
+    size_t nfloats;
+};
+
+/* Kernel table; names in cl_device.c (vxm_cl_kernel_names), same order. */
+typedef enum vxm_cl_kid {
+    VXM_K_LEAKY_RELU,
+    VXM_K_SCALE,
+    VXM_K_MAXPOOL,
+    VXM_K_UPSAMPLE,
+    VXM_K_CONCAT,
+    VXM_K_RESIZE,
+    VXM_K_SPATIAL_TRANSFORM,
+    VXM_K_VECINT_STEP,
+    VXM_K_VECINT_STEP3,
+    VXM_K_AFFINE,
+    VXM_K_SAMPLE_NORMAL,
+    VXM_K_CONV_PACK,
+    VXM_K_CONV_C32_V8,
+    VXM_K_CONV_C32_V4,
+    VXM_K_CONV_C32_V1,
+    VXM_K_CONV_C16_V8,
+    VXM_K_CONV_C16_V4,
+    VXM_K_CONV_C16_V1,
+    VXM_K_CONV_C8_V8,
+    VXM_K_CONV_C8_V4,
+    VXM_K_CONV_C8_V1,
+    VXM_K_CONV_C4_V8,
+    VXM_K_CONV_C4_V4,
+    VXM_K_CONV_C4_V1,
+    VXM_K_COUNT
+} vxm_cl_kid;
+
+extern const char *const vxm_cl_kernel_names[VXM_K_COUNT];
+
+/* Scratch buffers owned by the backend, grown on demand; reuse is safe because the queue is in order. */
+enum { VXM_SCRATCH_CONV_WEIGHTS, VXM_SCRATCH_VECINT, VXM_SCRATCH_COUNT };
+
+typedef struct vxm_cl {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    cl_program program;
+    cl_kernel kernel[VXM_K_COUNT];
+    size_t lws[VXM_K_COUNT]; /* 1-D local size chosen per kernel from the device and kernel limits */
+    cl_ulong max_alloc, global_mem;
+    size_t max_wg;
+    cl_uint compute_units;
+    int conv_vx;  /* voxels per work-item of the convolution (device dependent) */
+    int conv_cob; /* largest output-channel block of the convolution: 4, 8, 16 or 32 (device dependent) */
+    cl_mem scratch[VXM_SCRATCH_COUNT];
+    size_t scratch_floats[VXM_SCRATCH_COUNT];
+} vxm_cl;
+
+static inline vxm_cl *vxm_cl_of(vxm_backend *be)
+{
+    return (vxm_cl *)be->impl;
+}
+
+/* Name of an OpenCL error code ("CL_OUT_OF_RESOURCES", or "CL error -9999"); the returned string may be a
+ * static buffer for unknown codes. */
+const char *vxm_cl_error_name(cl_int err);
+
+/* Records "<what>: <cl error name>" against be->spec and returns the status: VXM_ENOMEM for allocation failures
+ * (CL_MEM_OBJECT_ALLOCATION_FAILURE, CL_OUT_OF_HOST_MEMORY, and CL_OUT_OF_RESOURCES when `alloc` is set), else
+ * VXM_EDEVICE. */
+vxm_status vxm_cl_fail(vxm_backend *be, cl_int err, int alloc, const char *what);
+
+/* Kernel arguments: set in order; the first failure is kept and reported by vxm_cl_args_done. */
+typedef struct vxm_cl_args {
+    cl_kernel k;
+    cl_uint idx;
+    cl_int err;
+    cl_uint bad_idx;
+} vxm_cl_args;
+
+void vxm_cl_args_begin(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid);
+void vxm_cl_arg_mem(vxm_cl_args *a, cl_mem m);
+void vxm_cl_arg_int(vxm_cl_args *a, int v);
+void vxm_cl_arg_uint(vxm_cl_args *a, unsigned v);
+void vxm_cl_arg_ulong(vxm_cl_args *a, unsigned long long v);
+void vxm_cl_arg_float(vxm_cl_args *a, float v);
+void vxm_cl_arg_raw(vxm_cl_args *a, size_t size, const void *p);
+vxm_status vxm_cl_args_done(vxm_backend *be, vxm_cl_args *a, vxm_cl_kid kid);
+
+/* Enqueues kernel `kid` over n work-items (1-D; the global size is n rounded up to the kernel's local size; the
+ * kernels check their bounds).  n == 0 enqueues nothing. */
+vxm_status vxm_cl_launch1(vxm_backend *be, vxm_cl_kid kid, size_t n);
+/* 2-D launch: n0 work-items rounded up to the local size in dimension 0, exactly n1 in dimension 1 (local 1). */
+vxm_status vxm_cl_launch2(vxm_backend *be, vxm_cl_kid kid, size_t n0, size_t n1);
+
+/* A scratch buffer of at least nfloats floats (grown, never shrunk, freed with the backend). */
+vxm_status vxm_cl_scratch(vxm_backend *be, int slot, size_t nfloats, cl_mem *out);
+
+/* Device-to-device copy of nfloats floats (nothing when src == dst). */
+vxm_status vxm_cl_copy(vxm_backend *be, cl_mem src, cl_mem dst, size_t nfloats);
+
+/* Checks that a tensor has a buffer holding its elements (VXM_EINVAL otherwise). */
+vxm_status vxm_cl_check_tensor(vxm_backend *be, const vxm_tensor *t, const char *what);
+
+/* Ops implemented in cl_buffers.c, cl_conv.c and cl_ops.c. */
+vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out);
+void vxm_cl_buffer_free(vxm_backend *be, vxm_buffer *buf);
+vxm_status vxm_cl_buffer_write(vxm_backend *be, vxm_buffer *dst, const float *src, size_t nfloats);
+vxm_status vxm_cl_buffer_read(vxm_backend *be, const vxm_buffer *src, float *dst, size_t nfloats);
+vxm_status vxm_cl_finish(vxm_backend *be);
+
+vxm_status vxm_cl_conv(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b,
+                       const vxm_conv_params *p, vxm_tensor *y);
+vxm_status vxm_cl_leaky_relu(vxm_backend *be, const vxm_tensor *x, float alpha, vxm_tensor *y);
+vxm_status vxm_cl_maxpool(vxm_backend *be, const vxm_tensor *x, const int f[3], vxm_tensor *y);
+vxm_status vxm_cl_upsample_nearest(vxm_backend *be, const vxm_tensor *x, const int f[3], vxm_tensor *y);
+vxm_status vxm_cl_concat(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, vxm_tensor *y);
+vxm_status vxm_cl_scale(vxm_backend *be, const vxm_tensor *x, float s, vxm_tensor *y);
+vxm_status vxm_cl_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize_mapping map,
+                                const float factor[3], vxm_tensor *y);
+vxm_status vxm_cl_vecint(vxm_backend *be, const vxm_tensor *v, int ndim, int steps, vxm_tensor *y);
+vxm_status vxm_cl_spatial_transform(vxm_backend *be, const vxm_tensor *img, const vxm_tensor *disp, int ndim,
+                                    vxm_interp interp, int use_fill, float fill, vxm_tensor *y);
+vxm_status vxm_cl_affine_to_disp(vxm_backend *be, const float *mat, int ndim, int shift_center, vxm_tensor *y);
+vxm_status vxm_cl_sample_normal(vxm_backend *be, const vxm_tensor *mean, const vxm_tensor *logvar,
+                                const vxm_tensor *eps, vxm_tensor *y);
+
+#endif
