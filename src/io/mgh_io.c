@@ -196,7 +196,7 @@ vxm_status vxm_mgh_write(vxm_context *ctx, const char *path, int fd, int gz, con
                          const vxm_geometry *g)
 {
     vxm_sink sink;
-    if (vxm_sink_open(&sink, fd, gz ? 1 : -1))
+    if (vxm_sink_open(&sink, fd, gz ? 1 : -1, vxm_context_effective_threads(ctx)))
         return vxm_error(ctx, VXM_EIO, path, "cannot write: %s", vxm_sink_strerror(&sink));
     size_t d[3];
     vxm_io_disk_dims(vol, d);

@@ -348,7 +348,7 @@ vxm_status vxm_nifti_write(vxm_context *ctx, const char *path, int fd, int gz, c
                            const vxm_geometry *g)
 {
     vxm_sink sink;
-    if (vxm_sink_open(&sink, fd, gz ? 1 : -1))
+    if (vxm_sink_open(&sink, fd, gz ? 1 : -1, vxm_context_effective_threads(ctx)))
         return vxm_error(ctx, VXM_EIO, path, "cannot write: %s", vxm_sink_strerror(&sink));
     vxm_status st = VXM_OK;
     float *fdata = NULL;
@@ -426,8 +426,7 @@ write_failed:
     vxm_sink_close(&sink);
     st = vxm_error(ctx, VXM_EIO, path, "cannot write: %s", vxm_sink_strerror(&sink));
 done:
-    if (sink.gz)
-        vxm_sink_close(&sink);
+    vxm_sink_close(&sink);
     free(fdata);
     if (h)
         nifti_image_free(h);

@@ -275,7 +275,7 @@ vxm_status vxm_npy_serialize(vxm_context *ctx, const char *path, const vxm_volum
 vxm_status vxm_npy_write(vxm_context *ctx, const char *path, int fd, const vxm_volume *vol)
 {
     vxm_sink sink;
-    if (vxm_sink_open(&sink, fd, -1))
+    if (vxm_sink_open(&sink, fd, -1, 1))
         return vxm_error(ctx, VXM_EIO, path, "cannot write: %s", vxm_sink_strerror(&sink));
     char h[256];
     size_t hl = npy_header(vol, h, sizeof h);

@@ -121,7 +121,7 @@ done:
 vxm_status vxm_npz_write(vxm_context *ctx, const char *path, int fd, const vxm_volume *vol)
 {
     vxm_sink sink;
-    if (vxm_sink_open(&sink, fd, -1))
+    if (vxm_sink_open(&sink, fd, -1, 1))
         return vxm_error(ctx, VXM_EIO, path, "cannot write: %s", vxm_sink_strerror(&sink));
     unsigned char *npy = NULL, *zipped = NULL;
     size_t npy_len = 0;
