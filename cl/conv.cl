@@ -57,7 +57,7 @@ __kernel void vxm_conv_pack(__global const float *w, __global const float *b, __
 #define VXM_CONV_KERNEL(NAME, VT, W, NV, VX, VLOAD, VSTORE)                                                          \
     __kernel void NAME(__global const float *x, __global const float *wp, __global float *y, int n0, int n1, int n2, \
                        int cin, int m1, int m2, int cout, int coutp, int k0, int k1, int k2, int s0, int s1, int s2, \
-                       int p0, int p1, int p2, int leaky, float alpha, uint nvg)                                     \
+                       int p0, int p1, int p2, int leaky, float alpha, uint nvg, int merge)                          \
     {                                                                                                                \
         uint vg = get_global_id(0);                                                                                  \
         if (vg >= nvg)                                                                                               \
@@ -83,21 +83,20 @@ __kernel void vxm_conv_pack(__global const float *w, __global const float *b, __
                     continue;                                                                                        \
                 ulong row = ((ulong)ii * (ulong)n1 + (ulong)jj) * (ulong)n2;                                         \
                 __global const float *wab = wp + (ulong)((a * k1 + b) * k2) * (ulong)cin * (ulong)coutp + (ulong)co0; \
-                if (kb >= 0 && kb + (VX - 1) * s2 + k2 <= n2) {                                                      \
-                    /* Interior: the k2 taps x Cin channels of each voxel are one contiguous run of the input and    \
-                     * the matching weight rows are consecutive, so taps and channels form a single loop. */         \
+                /* Interior rows (every tap of every voxel of the group inside the input): the k2 taps x Cin         \
+                 * channels of a voxel are one contiguous run of the input and the matching weight rows are          \
+                 * consecutive, so one segment of k2*Cin; near the borders one segment of Cin per tap, with          \
+                 * out-of-range taps reading the zero row.  `merge` = 0 keeps Cin-long segments everywhere (uniform  \
+                 * trip counts: Mesa rusticl/llvmpipe 22.3 miscompiles the divergent ones). */                       \
+                int inner = merge && kb >= 0 && kb + (VX - 1) * s2 + k2 <= n2;                                       \
+                int nseg = inner ? 1 : k2, seglen = inner ? k2 * cin : cin;                                          \
+                for (int c = 0; c < nseg; c++) {                                                                     \
                     __global const float *xp[VX];                                                                    \
-                    VXM_UNROLL for (int v = 0; v < VX; v++) xp[v] = x + (row + (ulong)(kb + v * s2)) * (ulong)cin;   \
-                    VXM_CONV_TAPS(k2 * cin, wab, VT, NV, VX, VLOAD)                                                  \
-                } else {                                                                                             \
-                    for (int c = 0; c < k2; c++) {                                                                   \
-                        __global const float *xp[VX];                                                                \
-                        VXM_UNROLL for (int v = 0; v < VX; v++) {                                                    \
-                            int kk = kb + v * s2 + c;                                                                \
-                            xp[v] = (kk >= 0 && kk < n2) ? x + (row + (ulong)kk) * (ulong)cin : zero;                \
-                        }                                                                                            \
-                        VXM_CONV_TAPS(cin, wab + (ulong)c * (ulong)cin * (ulong)coutp, VT, NV, VX, VLOAD)            \
+                    VXM_UNROLL for (int v = 0; v < VX; v++) {                                                        \
+                        int kk = kb + v * s2 + c;                                                                    \
+                        xp[v] = (kk >= 0 && kk < n2) ? x + (row + (ulong)kk) * (ulong)cin : zero;                    \
                     }                                                                                                \
+                    VXM_CONV_TAPS(seglen, wab + (ulong)c * (ulong)cin * (ulong)coutp, VT, NV, VX, VLOAD)             \
                 }                                                                                                    \
             }                                                                                                        \
         }                                                                                                            \

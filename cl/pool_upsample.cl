@@ -10,19 +10,31 @@ __kernel void vxm_maxpool(__global const float *x, __global float *y, int n0, in
     int o0, o1, o2;
     vxm_unravel(v, m1, m2, &o0, &o1, &o2);
     __global float *yp = y + (ulong)v * (ulong)nch;
-    for (int c = 0; c < nch; c++) {
-        float m = 0.0f;
-        int first = 1;
+    ulong base = ((ulong)(o0 * f0) * (ulong)n1 + (ulong)(o1 * f1)) * (ulong)n2 + (ulong)(o2 * f2);
+    /* Channels in groups of 4 when possible (one vector per block position), then one at a time.  The running
+     * maximum takes a value only when it is larger (v > m), as a scalar loop would; the first value starts it. */
+    int c = 0;
+    for (; c + 4 <= nch; c += 4) {
+        float4 m = vload4(0, x + base * (ulong)nch + (ulong)c);
         for (int a = 0; a < f0; a++)
-            for (int b = 0; b < f1; b++) {
-                ulong row = ((ulong)(o0 * f0 + a) * (ulong)n1 + (ulong)(o1 * f1 + b)) * (ulong)n2;
+            for (int b = 0; b < f1; b++)
                 for (int d = 0; d < f2; d++) {
-                    float val = x[(row + (ulong)(o2 * f2 + d)) * (ulong)nch + (ulong)c];
-                    if (first || val > m)
-                        m = val;
-                    first = 0;
+                    float4 val = vload4(0, x + (base + ((ulong)a * (ulong)n1 + (ulong)b) * (ulong)n2 + (ulong)d) *
+                                                   (ulong)nch + (ulong)c);
+                    m = select(m, val, val > m);
                 }
-            }
+        vstore4(m, 0, yp + c);
+    }
+    for (; c < nch; c++) {
+        float m = x[base * (ulong)nch + (ulong)c];
+        for (int a = 0; a < f0; a++)
+            for (int b = 0; b < f1; b++)
+                for (int d = 0; d < f2; d++) {
+                    float val = x[(base + ((ulong)a * (ulong)n1 + (ulong)b) * (ulong)n2 + (ulong)d) * (ulong)nch +
+                                  (ulong)c];
+                    if (val > m)
+                        m = val;
+                }
         yp[c] = m;
     }
 }

@@ -16,3 +16,4 @@ __kernel void vxm_resize_linear(__global const float *x, __global const float *c
     for (int c = 0; c < nch; c++)
         yp[c] = vxm_corners_eval(&cr, x, c, 1.0f);
 }
+

@@ -112,6 +112,7 @@ static const tcase cases[] = {
     {.op = OP_CONV, .shape = S3(5, 4, 6), .c1 = 3, .c2 = 8, .k = S3(5, 5, 5), .s = S3(1, 1, 1)},
     {.op = OP_CONV, .shape = S3(6, 7, 8), .c1 = 4, .c2 = 10, .k = S3(2, 2, 2), .s = S3(2, 2, 2)},
     {.op = OP_CONV, .shape = S3(4, 5, 6), .c1 = 32, .c2 = 8, .k = S3(1, 1, 1), .s = S3(1, 1, 1), .leaky = 1},
+    {.op = OP_CONV, .shape = S3(3, 4, 33), .c1 = 64, .c2 = 32, .k = S3(3, 3, 3), .s = S3(1, 1, 1), .leaky = 1},
     {.op = OP_CONV, .shape = S3(20, 24, 28), .c1 = 32, .c2 = 32, .k = S3(3, 3, 3), .s = S3(1, 1, 1), .leaky = 1},
     {.op = OP_CONV, .shape = S3(1, 13, 11), .c1 = 1, .c2 = 16, .k = S3(1, 3, 3), .s = S3(1, 1, 1), .leaky = 1},
     {.op = OP_CONV, .shape = S3(1, 13, 11), .c1 = 16, .c2 = 3, .k = S3(1, 3, 3), .s = S3(1, 2, 2)},
@@ -151,6 +152,10 @@ static const tcase cases[] = {
     {.op = OP_TRANSFORM, .ndim = 3, .shape = S3(7, 5, 9), .img = S3(7, 5, 9), .c1 = 4, .dmax = 4, .use_fill = 1,
      .fill = -2.5f},
     {.op = OP_TRANSFORM, .ndim = 3, .shape = S3(5, 6, 4), .img = S3(9, 8, 7), .c1 = 3, .dmax = 6},
+    {.op = OP_TRANSFORM, .ndim = 3, .shape = S3(6, 7, 5), .img = S3(6, 7, 5), .c1 = 3, .dmax = 3, .use_fill = 1,
+     .fill = 0.5f},
+    {.op = OP_TRANSFORM, .ndim = 3, .shape = S3(6, 7, 5), .img = S3(6, 7, 5), .c1 = 1, .dmax = 2, .use_fill = 1,
+     .fill = -1},
     {.op = OP_TRANSFORM, .ndim = 3, .shape = S3(7, 5, 9), .img = S3(7, 5, 9), .c1 = 2, .dmax = 3, .nearest = 1},
     {.op = OP_TRANSFORM, .ndim = 3, .shape = S3(7, 5, 9), .img = S3(7, 5, 9), .c1 = 1, .dmax = 4, .nearest = 1,
      .use_fill = 1, .fill = 0},
@@ -213,8 +218,8 @@ static void case_name(const tcase *t, char *buf, size_t n)
                  s[0], s[1], s[2], t->out[0], t->out[1], t->out[2], t->c1);
         break;
     case OP_TRANSFORM:
-        snprintf(buf, n, "transform %s ndim%d %s c%d img %dx%dx%d disp<=%g%s", t->nearest ? "nearest" : "linear", t->ndim, sh, t->c1,
-                 t->img[0], t->img[1], t->img[2], (double)t->dmax, t->use_fill ? " fill" : "");
+        snprintf(buf, n, "transform %s ndim%d %s c%d img %dx%dx%d disp<=%g%s", t->nearest ? "nearest" : "linear",
+                 t->ndim, sh, t->c1, t->img[0], t->img[1], t->img[2], (double)t->dmax, t->use_fill ? " fill" : "");
         break;
     case OP_VECINT:
         snprintf(buf, n, "vecint ndim%d %s steps%d disp<=%g", t->ndim, sh, t->steps, (double)t->dmax);

@@ -103,6 +103,7 @@ vxm_status vxm_cl_conv(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w
     vxm_cl_arg_int(&a, p->leaky != 0);
     vxm_cl_arg_float(&a, p->alpha);
     vxm_cl_arg_uint(&a, (unsigned)nvg);
+    vxm_cl_arg_int(&a, cl->conv_merge);
     if ((st = vxm_cl_args_done(be, &a, kid)))
         return st;
     return vxm_cl_launch2(be, kid, nvg, (size_t)(coutp / cob));

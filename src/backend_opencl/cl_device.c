@@ -18,6 +18,8 @@ const char *const vxm_cl_kernel_names[VXM_K_COUNT] = {
     [VXM_K_CONCAT] = "vxm_concat",
     [VXM_K_RESIZE] = "vxm_resize_linear",
     [VXM_K_SPATIAL_TRANSFORM] = "vxm_spatial_transform",
+    [VXM_K_SPATIAL_TRANSFORM3_C1] = "vxm_spatial_transform3_c1",
+    [VXM_K_SPATIAL_TRANSFORM3_C3] = "vxm_spatial_transform3_c3",
     [VXM_K_VECINT_STEP] = "vxm_vecint_step",
     [VXM_K_VECINT_STEP3] = "vxm_vecint_step3",
     [VXM_K_AFFINE] = "vxm_affine_to_disp",
@@ -370,8 +372,8 @@ vxm_status vxm_backend_opencl_create(vxm_context *ctx, int platform, int device,
     cl_uint nd = get_devices(cl->platform, &devs);
     if (device < 0 || (cl_uint)device >= nd) {
         free(devs);
-        vxm_status st =
-            vxm_error(ctx, VXM_EDEVICE, be->spec, "no device %d on OpenCL platform %d (%u found)", device, platform, nd);
+        vxm_status st = vxm_error(ctx, VXM_EDEVICE, be->spec, "no device %d on OpenCL platform %d (%u found)", device,
+                                  platform, nd);
         cl_destroy(be);
         return st;
     }
@@ -403,6 +405,13 @@ vxm_status vxm_backend_opencl_create(vxm_context *ctx, int platform, int device,
      * scalar accumulators per work-item, leaving room for occupancy. */
     cl->conv_vx = be->is_gpu ? 4 : 8;
     cl->conv_cob = be->is_gpu ? 16 : 32;
+    /* Interior rows run taps x channels as one loop whose length differs between neighbouring work-items; Mesa
+     * rusticl (llvmpipe, Mesa 22.3.6) returns wrong sums for such divergent trip counts (found by test_ops_examples:
+     * 3x4x33, 64 -> 32), so rusticl keeps the uniform per-tap loops.  VXM_OPENCL_CONV_MERGE=0/1 overrides. */
+    cl->conv_merge = strstr(pname, "rusticl") == NULL;
+    const char *mg = getenv("VXM_OPENCL_CONV_MERGE");
+    if (mg && (mg[0] == '0' || mg[0] == '1') && mg[1] == '\0')
+        cl->conv_merge = mg[0] == '1';
     /* Tuning / testing override: VXM_OPENCL_CONV_BLOCK=<channels>x<voxels>, channels in {4,8,16,32}, voxels in
      * {1,4,8} (e.g. "16x4"); anything else is ignored. */
     const char *blk = getenv("VXM_OPENCL_CONV_BLOCK");

@@ -5,8 +5,8 @@
  *   cl_conv.c     convolution (weight packing + register-blocked direct kernel)
  *   cl_ops.c      every other op of vxm_backend_ops
  *
- * All kernels live in the cl/ directory, embedded at build time (vxm_cl_sources[]) and compiled once per backend into one
- * program.  Work is queued on one in-order queue; ops return once their kernels are enqueued, buffer_read and
+ * All kernels live in the cl/ directory, embedded at build time (vxm_cl_sources[]) and compiled once per backend
+ * into one program.  Work is queued on one in-order queue; ops return once their kernels are enqueued, buffer_read and
  * finish wait. */
 #ifndef VXM_BACKEND_OPENCL_INTERNAL_H
 #define VXM_BACKEND_OPENCL_INTERNAL_H
@@ -29,6 +29,8 @@ typedef enum vxm_cl_kid {
     VXM_K_CONCAT,
     VXM_K_RESIZE,
     VXM_K_SPATIAL_TRANSFORM,
+    VXM_K_SPATIAL_TRANSFORM3_C1,
+    VXM_K_SPATIAL_TRANSFORM3_C3,
     VXM_K_VECINT_STEP,
     VXM_K_VECINT_STEP3,
     VXM_K_AFFINE,
@@ -67,6 +69,7 @@ typedef struct vxm_cl {
     cl_uint compute_units;
     int conv_vx;  /* voxels per work-item of the convolution (device dependent) */
     int conv_cob; /* largest output-channel block of the convolution: 4, 8, 16 or 32 (device dependent) */
+    int conv_merge; /* merge taps x channels into one loop in interior rows (off where miscompiled) */
     cl_mem scratch[VXM_SCRATCH_COUNT];
     size_t scratch_floats[VXM_SCRATCH_COUNT];
 } vxm_cl;

@@ -182,7 +182,7 @@ vxm_status vxm_cl_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize
     vxm_cl_arg_int(&a, x->channels);
     for (int d = 0; d < 3; d++)
         vxm_cl_arg_int(&a, y->shape[d]);
-    vxm_cl_arg_int(&a, x->shape[0] == 1 && y->shape[0] == 1); /* axis 0 not interpolated */
+    vxm_cl_arg_int(&a, x->shape[0] == 1 && y->shape[0] == 1); /* 2-D: axis 0 not interpolated */
     vxm_cl_arg_uint(&a, (unsigned)nvox_of(y));
     st = vxm_cl_args_done(be, &a, VXM_K_RESIZE);
     if (!st)
@@ -259,6 +259,24 @@ vxm_status vxm_cl_spatial_transform(vxm_backend *be, const vxm_tensor *img, cons
     if (y->buf == img->buf || y->buf == disp->buf)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "spatial_transform: output aliases an input");
     vxm_cl_args a;
+    if (ndim == 3 && interp == VXM_INTERP_LINEAR && (img->channels == 1 || img->channels == 3)) {
+        /* straight-line specialisations of the common case */
+        vxm_cl_kid kid = img->channels == 1 ? VXM_K_SPATIAL_TRANSFORM3_C1 : VXM_K_SPATIAL_TRANSFORM3_C3;
+        vxm_cl_args_begin(&a, vxm_cl_of(be), kid);
+        vxm_cl_arg_mem(&a, img->buf->mem);
+        vxm_cl_arg_mem(&a, disp->buf->mem);
+        vxm_cl_arg_mem(&a, y->buf->mem);
+        for (int d = 0; d < 3; d++)
+            vxm_cl_arg_int(&a, img->shape[d]);
+        vxm_cl_arg_int(&a, y->shape[1]);
+        vxm_cl_arg_int(&a, y->shape[2]);
+        vxm_cl_arg_int(&a, use_fill != 0);
+        vxm_cl_arg_float(&a, fill);
+        vxm_cl_arg_uint(&a, (unsigned)nvox_of(y));
+        if ((st = vxm_cl_args_done(be, &a, kid)))
+            return st;
+        return vxm_cl_launch1(be, kid, nvox_of(y));
+    }
     vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_SPATIAL_TRANSFORM);
     vxm_cl_arg_mem(&a, img->buf->mem);
     vxm_cl_arg_mem(&a, disp->buf->mem);
@@ -285,8 +303,8 @@ vxm_status vxm_cl_affine_to_disp(vxm_backend *be, const float *mat, int ndim, in
         return st;
     for (int d = 0; d < 3 - ndim; d++)
         if (y->shape[d] != 1)
-            return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "affine_to_disp: %d-D field needs size 1 along axis %d, got %d",
-                             ndim, d, y->shape[d]);
+            return vxm_error(be->ctx, VXM_ESHAPE, be->spec,
+                             "affine_to_disp: %d-D field needs size 1 along axis %d, got %d", ndim, d, y->shape[d]);
     if (!mat)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "affine_to_disp: no matrix");
     if (y->channels != ndim)
