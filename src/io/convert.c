@@ -3,6 +3,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,7 +95,7 @@ void vxm_io_decode(const void *src, vxm_dtype dt, int swap, const double *scale,
 #define TILE 16
 #define TILE_MAX_FLOATS ((size_t)1 << 22)
 
-void vxm_io_fortran_to_c(const void *src, vxm_dtype dt, int swap, const double *scale, size_t n0, size_t n1,
+void vxm_io_fortran_to_c(int threads, const void *src, vxm_dtype dt, int swap, const double *scale, size_t n0, size_t n1,
                          size_t n2, size_t nc, float *dst)
 {
     const unsigned char *p = src;
@@ -103,7 +104,11 @@ void vxm_io_fortran_to_c(const void *src, vxm_dtype dt, int swap, const double *
         vxm_io_decode(src, dt, swap, scale, n0 * n1 * n2 * nc, dst);
         return;
     }
-    float *tile = run <= TILE_MAX_FLOATS / TILE ? malloc(TILE * run * sizeof(float)) : NULL;
+    /* one tile per thread; rows j are independent, so any thread count gives the same result */
+    if (threads < 1)
+        threads = 1;
+    float *tiles = run <= TILE_MAX_FLOATS / TILE ? malloc((size_t)threads * TILE * run * sizeof(float)) : NULL;
+    float *tile = tiles;
     if (!tile) { /* fallback: element by element */
         for (size_t c = 0; c < nc; c++)
             for (size_t k = 0; k < n2; k++)
@@ -113,7 +118,9 @@ void vxm_io_fortran_to_c(const void *src, vxm_dtype dt, int swap, const double *
                                       dst + ((i * n1 + j) * n2 + k) * nc + c);
         return;
     }
-    for (size_t j = 0; j < n1; j++)
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t j = 0; j < n1; j++) {
+        float *tile = tiles + (size_t)omp_get_thread_num() * TILE * run;
         for (size_t i0 = 0; i0 < n0; i0 += TILE) {
             size_t m = n0 - i0 < TILE ? n0 - i0 : TILE;
             for (size_t c = 0; c < nc; c++)
@@ -126,17 +133,21 @@ void vxm_io_fortran_to_c(const void *src, vxm_dtype dt, int swap, const double *
                     d[kc] = tile[kc * TILE + ii];
             }
         }
-    free(tile);
+    }
+    free(tiles);
 }
 
-void vxm_io_c_to_fortran(const float *src, size_t n0, size_t n1, size_t n2, size_t nc, float *dst)
+void vxm_io_c_to_fortran(int threads, const float *src, size_t n0, size_t n1, size_t n2, size_t nc, float *dst)
 {
     size_t run = n2 * nc;
     if ((n0 > 1) + (n1 > 1) + (n2 > 1) + (nc > 1) <= 1) {
         memcpy(dst, src, n0 * n1 * n2 * nc * sizeof(float));
         return;
     }
-    float *tile = run <= TILE_MAX_FLOATS / TILE ? malloc(TILE * run * sizeof(float)) : NULL;
+    if (threads < 1)
+        threads = 1;
+    float *tiles = run <= TILE_MAX_FLOATS / TILE ? malloc((size_t)threads * TILE * run * sizeof(float)) : NULL;
+    float *tile = tiles;
     if (!tile) {
         for (size_t c = 0; c < nc; c++)
             for (size_t k = 0; k < n2; k++)
@@ -145,7 +156,9 @@ void vxm_io_c_to_fortran(const float *src, size_t n0, size_t n1, size_t n2, size
                         dst[i + n0 * (j + n1 * (k + n2 * c))] = src[((i * n1 + j) * n2 + k) * nc + c];
         return;
     }
-    for (size_t j = 0; j < n1; j++)
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t j = 0; j < n1; j++) {
+        float *tile = tiles + (size_t)omp_get_thread_num() * TILE * run;
         for (size_t i0 = 0; i0 < n0; i0 += TILE) {
             size_t m = n0 - i0 < TILE ? n0 - i0 : TILE;
             for (size_t ii = 0; ii < m; ii++) {
@@ -157,7 +170,8 @@ void vxm_io_c_to_fortran(const float *src, size_t n0, size_t n1, size_t n2, size
                 for (size_t k = 0; k < n2; k++)
                     memcpy(dst + i0 + n0 * (j + n1 * (k + n2 * c)), tile + (k * nc + c) * TILE, m * sizeof(float));
         }
-    free(tile);
+    }
+    free(tiles);
 }
 
 void vxm_io_disk_dims(const vxm_volume *v, size_t d[3])

@@ -54,10 +54,10 @@ void vxm_io_decode(const void *src, vxm_dtype dt, int swap, const double *scale,
 /* ---- layout -------------------------------------------------------------------------------------- */
 /* Decodes a Fortran-ordered array of shape (n0, n1, n2, nc) (n0 fastest) into float32 C order
  * [n0][n1][n2][nc]. */
-void vxm_io_fortran_to_c(const void *src, vxm_dtype dt, int swap, const double *scale, size_t n0, size_t n1,
+void vxm_io_fortran_to_c(int threads, const void *src, vxm_dtype dt, int swap, const double *scale, size_t n0, size_t n1,
                          size_t n2, size_t nc, float *dst);
 /* The inverse for float32: C order [n0][n1][n2][nc] -> Fortran order (n0 fastest) in dst. */
-void vxm_io_c_to_fortran(const float *src, size_t n0, size_t n1, size_t n2, size_t nc, float *dst);
+void vxm_io_c_to_fortran(int threads, const float *src, size_t n0, size_t n1, size_t n2, size_t nc, float *dst);
 /* Disk spatial dims of a volume: 3-D {n0, n1, n2}; 2-D {shape[1], shape[2], 1}. */
 void vxm_io_disk_dims(const vxm_volume *v, size_t d[3]);
 /* Allocates the volume for disk dims (nx, ny, nz) and nc channels following the shape rules above

@@ -155,7 +155,7 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
         st = vxm_error(ctx, VXM_EFORMAT, path, "truncated data (%lld of %zu bytes)", got, bytes);
         goto done;
     }
-    vxm_io_fortran_to_c(raw, dt, vxm_host_is_little_endian(), NULL, (size_t)dims[0], (size_t)dims[1],
+    vxm_io_fortran_to_c(vxm_context_effective_threads(ctx), raw, dt, vxm_host_is_little_endian(), NULL, (size_t)dims[0], (size_t)dims[1],
                         (size_t)dims[2], (size_t)dims[3], v->data);
 
     g = calloc(1, sizeof *g);
@@ -233,7 +233,7 @@ vxm_status vxm_mgh_write(vxm_context *ctx, const char *path, int fd, int gz, con
         vxm_sink_close(&sink);
         return vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
     }
-    vxm_io_c_to_fortran(vol->data, d[0], d[1], d[2], (size_t)vol->channels, fdata);
+    vxm_io_c_to_fortran(vxm_context_effective_threads(ctx), vol->data, d[0], d[1], d[2], (size_t)vol->channels, fdata);
     if (vxm_host_is_little_endian())
         for (size_t i = 0; i < count; i++)
             put_be_f32((unsigned char *)(fdata + i), fdata[i]);

@@ -252,7 +252,7 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
         use_scale = 0;
     size_t d[3];
     vxm_io_disk_dims(v, d);
-    vxm_io_fortran_to_c(raw, dt, hd.swapped && esz > 1, use_scale ? scale : NULL, d[0], d[1], d[2],
+    vxm_io_fortran_to_c(vxm_context_effective_threads(ctx), raw, dt, hd.swapped && esz > 1, use_scale ? scale : NULL, d[0], d[1], d[2],
                         (size_t)v->channels, v->data);
 
     g = calloc(1, sizeof *g);
@@ -416,7 +416,7 @@ vxm_status vxm_nifti_write(vxm_context *ctx, const char *path, int fd, int gz, c
         goto done;
     }
     /* the header is in host byte order too, so the data needs no swap */
-    vxm_io_c_to_fortran(vol->data, d[0], d[1], d[2], (size_t)vol->channels, fdata);
+    vxm_io_c_to_fortran(vxm_context_effective_threads(ctx), vol->data, d[0], d[1], d[2], (size_t)vol->channels, fdata);
     if (vxm_sink_write(&sink, fdata, count * sizeof(float)))
         goto write_failed;
     if (vxm_sink_close(&sink))

@@ -187,7 +187,7 @@ vxm_status vxm_npy_parse(vxm_context *ctx, const char *path, const unsigned char
     if (fortran && nd == 1) /* (n,) in Fortran order is the plain vector */
         vxm_io_decode(data, dt, swap, NULL, count, v->data);
     else if (fortran)
-        vxm_io_fortran_to_c(data, dt, swap, NULL, (size_t)d4[0], (size_t)d4[1], (size_t)d4[2], (size_t)d4[3],
+        vxm_io_fortran_to_c(vxm_context_effective_threads(ctx), data, dt, swap, NULL, (size_t)d4[0], (size_t)d4[1], (size_t)d4[2], (size_t)d4[3],
                             v->data);
     else
         vxm_io_decode(data, dt, swap, NULL, count, v->data);

@@ -61,12 +61,15 @@ int vxm_sink_write(vxm_sink *s, const void *buf, size_t n)
     return 0;
 }
 
-/* One chunk as a complete gzip member (windowBits 15 + 16 selects the gzip wrapper). */
+/* One chunk as a complete gzip member (windowBits 15 + 16 selects the gzip wrapper).  Z_RLE: float32 volumes
+ * have few long repeats beyond runs of equal values (zero background), so the run-length-only match search
+ * compresses as well as the default (pair1 warp: 75.0 vs 75.4 MB; moved image 8.5 vs 8.7 MB) at 2-3 times
+ * the speed; only label maps grow (1.8 vs 0.8 MB for a brain segmentation). */
 static int deflate_chunk(const char *in, size_t n, int level, unsigned char **out, size_t *outlen)
 {
     z_stream z;
     memset(&z, 0, sizeof z);
-    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_RLE) != Z_OK)
         return -1;
     size_t bound = deflateBound(&z, (uLong)n);
     *out = malloc(bound);
