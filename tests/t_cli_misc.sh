@@ -58,3 +58,24 @@ ok "--batch registers every listed pair" "[ \$(grep -c '^registered' $T/batch.ou
 printf '%s %s\n' "$P/paircrop_moving.nii.gz" "$P/paircrop_fixed.nii.gz" >"$T/badbatch.txt"
 ./vxm register --model "$MODEL" --device cpu --batch "$T/badbatch.txt" >/dev/null 2>"$T/badbatch.err"
 ok "--batch names a malformed line" "[ $? -ne 0 ] && grep -q 'badbatch.txt: line 1: expected' $T/badbatch.err" "$(cat "$T/badbatch.err")"
+
+# CPU backend results are bitwise identical from run to run and for any thread count (compressed outputs too:
+# gzip members are cut at fixed offsets)
+for pair in paircrop pair1; do
+    fixed=$P/fixed.nii.gz; [ $pair = paircrop ] && fixed=$P/paircrop_fixed.nii.gz
+    for t in 1 2 2b 3; do
+        n=${t%b}
+        OMP_NUM_THREADS=7 ./vxm register --model "$MODEL" --moving "$P/${pair}_moving.nii.gz" --fixed "$fixed" \
+            --moved "$T/det_${pair}_$t.nii.gz" --warp "$T/det_${pair}_w$t.nii.gz" --device cpu --threads "$n" >/dev/null 2>&1
+    done
+    ok "$pair: cpu output bitwise identical for 1, 2 (twice) and 3 threads" \
+        "cmp -s $T/det_${pair}_1.nii.gz $T/det_${pair}_2.nii.gz && cmp -s $T/det_${pair}_2.nii.gz $T/det_${pair}_2b.nii.gz && cmp -s $T/det_${pair}_1.nii.gz $T/det_${pair}_3.nii.gz && cmp -s $T/det_${pair}_w1.nii.gz $T/det_${pair}_w2.nii.gz && cmp -s $T/det_${pair}_w2.nii.gz $T/det_${pair}_w2b.nii.gz && cmp -s $T/det_${pair}_w1.nii.gz $T/det_${pair}_w3.nii.gz" \
+        "outputs differ"
+done
+# OMP_NUM_THREADS and SLURM_CPUS_PER_TASK set the default thread count; --threads overrides both
+OMP_NUM_THREADS=1 ./vxm register --model "$MODEL" --moving "$P/paircrop_moving.nii.gz" --fixed "$P/paircrop_fixed.nii.gz" --moved "$T/e.nii.gz" --device cpu >"$T/omp" 2>&1
+ok "OMP_NUM_THREADS=1 is respected" "grep -q '(1 thread' $T/omp" "$(head -1 "$T/omp")"
+env -u OMP_NUM_THREADS SLURM_CPUS_PER_TASK=3 ./vxm register --model "$MODEL" --moving "$P/paircrop_moving.nii.gz" --fixed "$P/paircrop_fixed.nii.gz" --moved "$T/e.nii.gz" --device cpu >"$T/slurm" 2>&1
+ok "SLURM_CPUS_PER_TASK=3 is respected" "grep -q '(3 threads' $T/slurm" "$(head -1 "$T/slurm")"
+OMP_NUM_THREADS=1 ./vxm register --model "$MODEL" --moving "$P/paircrop_moving.nii.gz" --fixed "$P/paircrop_fixed.nii.gz" --moved "$T/e.nii.gz" --device cpu --threads 2 >"$T/thr" 2>&1
+ok "--threads overrides OMP_NUM_THREADS" "grep -q '(2 threads' $T/thr" "$(head -1 "$T/thr")"
