@@ -7,27 +7,7 @@
 
 #include "io/volume_ext.h"
 #include "test_backends.h"
-
-static vxm_volume *load(vxm_context *ctx, const char *rel)
-{
-    char p[1024];
-    vxm_volume *v = NULL;
-    if (vxm_volume_read(ctx, tu_shared_path(p, sizeof p, rel), NULL, &v)) {
-        printf("FAIL load %s: %s\n", rel, vxm_context_error(ctx));
-        tu_failed_count++;
-    }
-    return v;
-}
-
-static double mean_dice(vxm_context *ctx, const vxm_volume *a, const vxm_volume *b, const int *labels, int n)
-{
-    double d[64], s = 0;
-    if (vxm_dice(ctx, a, b, labels, n, d))
-        return -1;
-    for (int i = 0; i < n; i++)
-        s += d[i];
-    return s / n;
-}
+#include "test_data.h"
 
 int main(void)
 {
@@ -52,7 +32,7 @@ int main(void)
     mkdir("tests/out", 0755);
     mkdir("tests/out/anyshape", 0755);
     for (int i = 0; i < 4; i++)
-        if (!(full[i] = load(ctx, files[i])))
+        if (!(full[i] = td_load(ctx, files[i], NULL)))
             goto done;
     for (int i = 0; i < 4; i++) {
         char out[256];
@@ -82,12 +62,12 @@ int main(void)
         tu_report(tu_max_abs_diff(rewarped->data, moved->data, vxm_volume_numel(moved)) == 0,
                   "moved == warp(moving, returned warp)", "differs");
     int labels[64], nl = 0;
-    vxm_volume *lab = load(ctx, "data/scans/labels.npz");
+    vxm_volume *lab = td_load(ctx, "data/scans/labels.npz", NULL);
     for (size_t i = 0; lab && i < vxm_volume_numel(lab) && nl < 64; i++)
         labels[nl++] = (int)lab->data[i];
     vxm_volume_free(lab);
     if (nl && vxm_warp_volume(ctx, be, crop[2], warp, 1, &seg) == VXM_OK) {
-        double before = mean_dice(ctx, crop[2], crop[3], labels, nl), after = mean_dice(ctx, seg, crop[3], labels, nl);
+        double before = td_mean_dice(ctx, crop[2], crop[3], labels, nl), after = td_mean_dice(ctx, seg, crop[3], labels, nl);
         printf("  150x180x200 crop: Dice before %.4f after %.4f (full size: 0.767 -> 0.931)\n", before, after);
         /* the crop keeps the whole brain and the padding is background, so quality stays near full size */
         tu_report(after > 0.92 && after > before + 0.1, "padded registration quality", "Dice %.4f -> %.4f", before,

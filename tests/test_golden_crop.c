@@ -11,18 +11,7 @@
 #include "io/volume_ext.h"
 #include "model/model.h"
 #include "test_backends.h"
-
-static vxm_volume *load(vxm_context *ctx, const char *rel)
-{
-    char p[1024];
-    vxm_volume *v = NULL;
-    if (vxm_volume_read(ctx, tu_shared_path(p, sizeof p, rel), NULL, &v)) {
-        printf("FAIL load %s: %s\n", rel, vxm_context_error(ctx));
-        tu_failed_count++;
-        return NULL;
-    }
-    return v;
-}
+#include "test_data.h"
 
 static void compare_volume(const char *what, const char *spec, const float *got, const vxm_volume *ref,
                            size_t numel, double tol)
@@ -134,8 +123,8 @@ int main(void)
     vxm_model *m[NMODELS] = {0};
     /* per model: golden warp, moved; the current model also has its two intermediates */
     vxm_volume *gold[NMODELS][4] = {{0}};
-    vxm_volume *mov = load(ctx, "data/pairs/paircrop_moving.nii.gz");
-    vxm_volume *fix = load(ctx, "data/pairs/paircrop_fixed.nii.gz");
+    vxm_volume *mov = td_load(ctx, "data/pairs/paircrop_moving.nii.gz", NULL);
+    vxm_volume *fix = td_load(ctx, "data/pairs/paircrop_fixed.nii.gz", NULL);
     int ok = mov && fix;
     for (int k = 0; k < NMODELS; k++) {
         snprintf(rel, sizeof rel, "data/models/%s.h5", model_names[k]);
@@ -147,7 +136,7 @@ int main(void)
         static const char *kinds[4] = {"warp", "moved", "flow", "postint"};
         for (int j = 0; j < (k == 0 ? 4 : 2); j++) {
             snprintf(rel, sizeof rel, "data/pairs/paircrop_%s_%s.nii.gz", golden_prefix[k], kinds[j]);
-            ok &= (gold[k][j] = load(ctx, rel)) != NULL;
+            ok &= (gold[k][j] = td_load(ctx, rel, NULL)) != NULL;
         }
     }
     static const char *files2d[5] = {"data/pairs/pair2d_moving.nii.gz", "data/pairs/pair2d_moving_seg.nii.gz",
@@ -156,7 +145,7 @@ int main(void)
                                      "data/pairs/pair2d_true_warp_moved_seg.nii.gz"};
     vxm_volume *v2d[5] = {0};
     for (int i = 0; i < 5; i++)
-        ok &= (v2d[i] = load(ctx, files2d[i])) != NULL;
+        ok &= (v2d[i] = td_load(ctx, files2d[i], NULL)) != NULL;
     if (ok) {
         /* nibabel stored the (192, 224, 2) warp as dim = [3, 192, 224, 2]: read back as thin 3-D, viewed as 2-D */
         vxm_volume_as_2d_channels(v2d[2]);

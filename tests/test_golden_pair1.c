@@ -7,28 +7,7 @@
 #include <time.h>
 
 #include "test_backends.h"
-
-static vxm_volume *load(vxm_context *ctx, const char *rel, const char *key)
-{
-    char p[1024];
-    vxm_volume *v = NULL;
-    if (vxm_volume_read(ctx, tu_shared_path(p, sizeof p, rel), key, &v)) {
-        printf("FAIL load %s: %s\n", rel, vxm_context_error(ctx));
-        tu_failed_count++;
-        return NULL;
-    }
-    return v;
-}
-
-static double mean_dice(vxm_context *ctx, const vxm_volume *a, const vxm_volume *b, const int *labels, int n)
-{
-    double d[64], s = 0;
-    if (n > 64 || vxm_dice(ctx, a, b, labels, n, d))
-        return -1;
-    for (int i = 0; i < n; i++)
-        s += d[i];
-    return s / n;
-}
+#include "test_data.h"
 
 static double seconds(void)
 {
@@ -62,7 +41,7 @@ static void run_pair1(vxm_context *ctx, vxm_backend *be, const vxm_model *m, vxm
     if (vxm_warp_volume(ctx, be, v[4], warp, 1, &seg)) {
         tu_report(0, name, "%s", vxm_context_error(ctx));
     } else {
-        double before = mean_dice(ctx, v[4], v[5], labels, nl), after = mean_dice(ctx, seg, v[5], labels, nl);
+        double before = td_mean_dice(ctx, v[4], v[5], labels, nl), after = td_mean_dice(ctx, seg, v[5], labels, nl);
         printf("  Dice before %.4f after %.4f\n", before, after);
         tu_report(fabs(after - 0.931) <= 0.002, name, "mean Dice %.4f", after);
     }
@@ -85,12 +64,12 @@ int main(void)
         vxm_context_free(ctx);
         return 1;
     }
-    vxm_volume *v[6] = {load(ctx, "data/pairs/pair1_moving.nii.gz", NULL), load(ctx, "data/pairs/fixed.nii.gz", NULL),
-                        load(ctx, "data/pairs/pair1_vxm_dense_warp.nii.gz", NULL),
-                        load(ctx, "data/pairs/pair1_vxm_dense_moved.nii.gz", NULL),
-                        load(ctx, "data/pairs/pair1_moving_seg.nii.gz", NULL),
-                        load(ctx, "data/pairs/fixed_seg.nii.gz", NULL)};
-    vxm_volume *lab = load(ctx, "data/scans/labels.npz", "labels");
+    vxm_volume *v[6] = {td_load(ctx, "data/pairs/pair1_moving.nii.gz", NULL), td_load(ctx, "data/pairs/fixed.nii.gz", NULL),
+                        td_load(ctx, "data/pairs/pair1_vxm_dense_warp.nii.gz", NULL),
+                        td_load(ctx, "data/pairs/pair1_vxm_dense_moved.nii.gz", NULL),
+                        td_load(ctx, "data/pairs/pair1_moving_seg.nii.gz", NULL),
+                        td_load(ctx, "data/pairs/fixed_seg.nii.gz", NULL)};
+    vxm_volume *lab = td_load(ctx, "data/scans/labels.npz", "labels");
     int ok = lab != NULL;
     for (int i = 0; i < 6; i++)
         ok &= v[i] != NULL;

@@ -5,27 +5,7 @@
 #include <string.h>
 
 #include "test_backends.h"
-
-static vxm_volume *load(vxm_context *ctx, const char *rel, const char *key)
-{
-    char p[1024];
-    vxm_volume *v = NULL;
-    if (vxm_volume_read(ctx, tu_shared_path(p, sizeof p, rel), key, &v)) {
-        printf("FAIL load %s: %s\n", rel, vxm_context_error(ctx));
-        tu_failed_count++;
-    }
-    return v;
-}
-
-static double mean_dice(vxm_context *ctx, const vxm_volume *a, const vxm_volume *b, const int *labels, int n)
-{
-    double d[64], s = 0;
-    if (vxm_dice(ctx, a, b, labels, n, d))
-        return -1;
-    for (int i = 0; i < n; i++)
-        s += d[i];
-    return s / n;
-}
+#include "test_data.h"
 
 static double rms_diff(const vxm_volume *a, const vxm_volume *b)
 {
@@ -70,18 +50,18 @@ int main(void)
                                     "miccai2018_10_02_init1"};
     vxm_context *ctx = vxm_context_create();
     vxm_backend *be = NULL;
-    vxm_volume *mov = load(ctx, "data/pairs/pair1_moving.nii.gz", NULL), *fix = load(ctx, "data/pairs/fixed.nii.gz", NULL);
-    vxm_volume *mseg = load(ctx, "data/pairs/pair1_moving_seg.nii.gz", NULL);
-    vxm_volume *fseg = load(ctx, "data/pairs/fixed_seg.nii.gz", NULL);
-    vxm_volume *lab = load(ctx, "data/scans/labels.npz", "labels");
-    vxm_volume *cmov = load(ctx, "data/pairs/paircrop_moving.nii.gz", NULL);
-    vxm_volume *cfix = load(ctx, "data/pairs/paircrop_fixed.nii.gz", NULL);
+    vxm_volume *mov = td_load(ctx, "data/pairs/pair1_moving.nii.gz", NULL), *fix = td_load(ctx, "data/pairs/fixed.nii.gz", NULL);
+    vxm_volume *mseg = td_load(ctx, "data/pairs/pair1_moving_seg.nii.gz", NULL);
+    vxm_volume *fseg = td_load(ctx, "data/pairs/fixed_seg.nii.gz", NULL);
+    vxm_volume *lab = td_load(ctx, "data/scans/labels.npz", "labels");
+    vxm_volume *cmov = td_load(ctx, "data/pairs/paircrop_moving.nii.gz", NULL);
+    vxm_volume *cfix = td_load(ctx, "data/pairs/paircrop_fixed.nii.gz", NULL);
     int labels[64], nl = 0;
     if (!mov || !fix || !mseg || !fseg || !lab || !cmov || !cfix || vxm_backend_open(ctx, "cpu", &be))
         goto done;
     for (size_t i = 0; i < vxm_volume_numel(lab) && nl < 64; i++)
         labels[nl++] = (int)lab->data[i];
-    double before = mean_dice(ctx, mseg, fseg, labels, nl);
+    double before = td_mean_dice(ctx, mseg, fseg, labels, nl);
     for (int k = 0; k < 5; k++) {
         char rel[256], p[1024], name[256];
         vxm_model *m = NULL;
@@ -92,7 +72,7 @@ int main(void)
             vxm_register(ctx, be, m, mov, fix, NULL, &moved, &warp) || vxm_warp_volume(ctx, be, mseg, warp, 1, &seg)) {
             tu_report(0, name, "%s", vxm_context_error(ctx));
         } else {
-            double after = mean_dice(ctx, seg, fseg, labels, nl);
+            double after = td_mean_dice(ctx, seg, fseg, labels, nl);
             printf("  %s: Dice %.4f -> %.4f\n", models[k], before, after);
             /* trained scan-to-atlas on other data, so less accurate than the current model on this pair, but a
              * working graph must still clearly improve the overlap */

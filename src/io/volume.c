@@ -1,6 +1,7 @@
 /* Host volumes: allocation, geometry records, and the read/write entry points (dispatch by file extension;
  * writes go to a temporary file in the target directory that is renamed over the target only once it is
  * complete, so a failed write never leaves a partial or truncated output behind). */
+#include "core/tempfile.h"
 #include "io/io.h"
 
 #include <errno.h>
@@ -174,51 +175,6 @@ vxm_status vxm_volume_read(vxm_context *ctx, const char *path, const char *key, 
     return vxm_error(ctx, VXM_EFORMAT, path, "unknown file extension (expected " KNOWN_EXTENSIONS ")");
 }
 
-/* Creates "<dir>/.<base>.tmpXXXXXX" exclusively (mode 0666 minus umask, like any new file).  On success
- * *tmp is malloc'd and *fd open for writing. */
-static vxm_status make_temp(vxm_context *ctx, const char *path, char **tmp, int *fd)
-{
-    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    const char *slash = strrchr(path, '/');
-    size_t dirlen = slash ? (size_t)(slash - path) + 1 : 0; /* includes the slash */
-    const char *base = slash ? slash + 1 : path;
-    if (!*base)
-        return vxm_error(ctx, VXM_EINVAL, path, "output name is a directory");
-    size_t n = strlen(path) + 16;
-    char *name = malloc(n);
-    if (!name)
-        return vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t seed = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
-                    (uint64_t)(uintptr_t)&ts;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        char rnd[7];
-        uint64_t z = (seed += 0x9e3779b97f4a7c15ull); /* splitmix64 */
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
-        for (int i = 0; i < 6; i++, z /= 36)
-            rnd[i] = alphabet[z % 36];
-        rnd[6] = '\0';
-        snprintf(name, n, "%.*s.%s.tmp%s", (int)dirlen, path, base, rnd);
-        int f = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (f >= 0) {
-            *tmp = name;
-            *fd = f;
-            return VXM_OK;
-        }
-        if (errno != EEXIST) {
-            int e = errno;
-            free(name);
-            return vxm_error(ctx, VXM_EIO, path, "cannot create a file in %s: %s",
-                             dirlen ? "its directory" : "the current directory", strerror(e));
-        }
-    }
-    free(name);
-    return vxm_error(ctx, VXM_EIO, path, "cannot create a unique temporary file");
-}
-
 static vxm_status check_volume(vxm_context *ctx, const char *path, const vxm_volume *v)
 {
     if (!v || !v->data)
@@ -244,7 +200,7 @@ vxm_status vxm_volume_write(vxm_context *ctx, const char *path, const vxm_volume
 
     char *tmp = NULL;
     int fd = -1;
-    if ((st = make_temp(ctx, path, &tmp, &fd)))
+    if ((st = vxm_temp_create(ctx, path, &tmp, &fd)))
         return st;
     switch (f) {
     case FMT_NII: st = vxm_nifti_write(ctx, path, fd, 0, vol, g); break;
