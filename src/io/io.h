@@ -65,6 +65,10 @@ void vxm_io_disk_dims(const vxm_volume *v, size_t d[3]);
 vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc,
                                vxm_volume **out);
 
+/* Reads up to n bytes from a gzFile; returns the count (short for a cut stream), or -1 on a zlib/file error
+ * (message in *why). */
+long long vxm_io_gz_read_full(void *gz, void *buf, size_t n, const char **why);
+
 /* ---- output sink: plain or gzip stream on a file descriptor -------------------------------------- */
 typedef struct vxm_sink {
     int fd;       /* -1 once closed */

@@ -68,29 +68,6 @@ static int dtype_of_mgh(int32_t type, vxm_dtype *dt)
     }
 }
 
-/* Reads up to n bytes; -1 on a file or zlib error other than a cut stream. */
-static long long read_full(gzFile gz, void *buf, size_t n, const char **why)
-{
-    unsigned char *p = buf;
-    size_t got = 0;
-    while (got < n) {
-        unsigned m = n - got > (1u << 30) ? (1u << 30) : (unsigned)(n - got);
-        int r = gzread(gz, p + got, m);
-        if (r < 0) {
-            int zerr;
-            const char *msg = gzerror(gz, &zerr);
-            if (zerr == Z_BUF_ERROR)
-                return (long long)got;
-            *why = (zerr == Z_ERRNO) ? strerror(errno) : msg;
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (long long)got;
-}
-
 static void mgh_affine(const float spacing[3], const float mdc[3][3], const float c[3], const int64_t dims[3],
                        double a[4][4])
 {
@@ -118,7 +95,7 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
     if (!gz)
         return vxm_error(ctx, VXM_EIO, path, "%s", errno ? strerror(errno) : "cannot open");
     gzbuffer(gz, 1u << 20);
-    long long n = read_full(gz, h, sizeof h, &why);
+    long long n = vxm_io_gz_read_full(gz, h, sizeof h, &why);
     if (n < 0) {
         st = vxm_error(ctx, VXM_EFORMAT, path, "cannot read the MGH header: %s", why);
         goto done;
@@ -146,7 +123,7 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
         st = vxm_error(ctx, VXM_ENOMEM, path, "out of memory (%zu bytes)", bytes);
         goto done;
     }
-    long long got = read_full(gz, raw, bytes, &why);
+    long long got = vxm_io_gz_read_full(gz, raw, bytes, &why);
     if (got < 0) {
         st = vxm_error(ctx, VXM_EFORMAT, path, "cannot read the voxel data: %s", why);
         goto done;
@@ -177,7 +154,7 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
     mgh_affine(spacing, mdc, c, dims, g->affine);
     unsigned char foot[16];
     const char *fwhy = NULL;
-    if (read_full(gz, foot, sizeof foot, &fwhy) == (long long)sizeof foot) /* optional footer */
+    if (vxm_io_gz_read_full(gz, foot, sizeof foot, &fwhy) == (long long)sizeof foot) /* optional footer */
         for (int i = 0; i < 4; i++)
             g->mgh_params[i] = be_f32(foot + 4 * i);
     v->geom = g;

@@ -48,29 +48,6 @@ static int32_t swap32(int32_t v)
     return (int32_t)u;
 }
 
-/* Reads up to n bytes; returns the count, or -1 on a zlib/file error (message in *why). */
-static long long gz_read_full(gzFile gz, void *buf, size_t n, const char **why)
-{
-    unsigned char *p = buf;
-    size_t got = 0;
-    while (got < n) {
-        unsigned m = n - got > (1u << 30) ? (1u << 30) : (unsigned)(n - got);
-        int r = gzread(gz, p + got, m);
-        if (r < 0) {
-            int zerr;
-            const char *msg = gzerror(gz, &zerr);
-            if (zerr == Z_BUF_ERROR) /* "unexpected end of file": a cut gzip stream */
-                return (long long)got;
-            *why = (zerr == Z_ERRNO) ? strerror(errno) : msg;
-            return -1;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    return (long long)got;
-}
-
 /* The header as read: raw bytes for nifti2_io (which swaps them itself) and the fields we validate. */
 typedef struct raw_header {
     int version;             /* 1 or 2 */
@@ -106,7 +83,7 @@ static vxm_status read_header(vxm_context *ctx, const char *path, gzFile gz, raw
     unsigned char h[540];
     const char *why = NULL;
     memset(hd, 0, sizeof *hd);
-    long long n = gz_read_full(gz, h, 348, &why);
+    long long n = vxm_io_gz_read_full(gz, h, 348, &why);
     if (n < 0)
         return vxm_error(ctx, VXM_EFORMAT, path, "cannot read the NIfTI header: %s", why);
     if (n < 4)
@@ -121,7 +98,7 @@ static vxm_status read_header(vxm_context *ctx, const char *path, gzFile gz, raw
     if (sz != 348 && sz != 540)
         return vxm_error(ctx, VXM_EFORMAT, path, "not a NIfTI file (bad header size field)");
     if (sz == 540 && n == 348) {
-        long long m = gz_read_full(gz, h + 348, 540 - 348, &why);
+        long long m = vxm_io_gz_read_full(gz, h + 348, 540 - 348, &why);
         if (m < 0)
             return vxm_error(ctx, VXM_EFORMAT, path, "cannot read the NIfTI header: %s", why);
         n += m;
@@ -227,7 +204,7 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
                        (long long)hd.data_offset);
         goto done;
     }
-    long long got = gz_read_full(gz, raw, bytes, &why);
+    long long got = vxm_io_gz_read_full(gz, raw, bytes, &why);
     if (got < 0) {
         st = vxm_error(ctx, VXM_EFORMAT, path, "cannot read the voxel data: %s", why);
         goto done;
