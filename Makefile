@@ -12,7 +12,7 @@ OPT     ?= -O3
 BUILD   := build
 
 DEB_PACKAGES := build-essential pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-c-headers \
-                libclblast-dev libnifti2-dev libhdf5-dev zlib1g-dev libzip-dev libcjson-dev libpng-dev \
+                libnifti2-dev libhdf5-dev zlib1g-dev libzip-dev libcjson-dev libpng-dev \
                 pocl-opencl-icd mesa-opencl-icd clinfo valgrind
 
 PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzip libcjson libpng 2>/dev/null)
@@ -21,7 +21,7 @@ PKG_LIBS   := $(shell pkg-config --libs hdf5 libzip libcjson libpng 2>/dev/null)
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) $(ARCH_FLAGS) -fopenmp -fPIC \
            -Wall -Wextra -Werror -Iinclude -Isrc -I$(BUILD) -I/usr/include/nifti $(PKG_CFLAGS) \
            -DCL_TARGET_OPENCL_VERSION=120 -MMD -MP
-LDLIBS  += -lOpenCL -lclblast -lnifti2 -lznz $(PKG_LIBS) -lz -lm -fopenmp
+LDLIBS  += -lOpenCL -lnifti2 -lznz $(PKG_LIBS) -lz -lm -fopenmp
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/backend_cpu/*.c src/backend_opencl/*.c src/io/*.c \
                              src/model/*.c src/graph/*.c src/eval/*.c))
