@@ -74,14 +74,12 @@ typedef struct vxm_sink {
     int fd;       /* -1 once closed */
     int level;    /* gzip level, < 0 for a plain file */
     int threads;  /* compression threads */
-    char *buf;    /* gzip: everything written, compressed in parallel chunks at close */
-    size_t len, cap;
     int err;      /* errno of the first failure, or -1 for a zlib error; 0 while all is well */
 } vxm_sink;
 
 /* level < 0: no compression.  Takes ownership of fd (closed by vxm_sink_close, also on failure).  A gzip sink
- * compresses independent 4 MiB chunks on `threads` threads and writes them as consecutive gzip members (a
- * valid .gz that zlib, nibabel and FreeSurfer read), identical for any thread count. */
+ * compresses each write in independent 4 MiB chunks on `threads` threads and writes them as consecutive gzip
+ * members (a valid .gz that zlib, nibabel and FreeSurfer read), identical for any thread count. */
 int vxm_sink_open(vxm_sink *s, int fd, int level, int threads);
 int vxm_sink_write(vxm_sink *s, const void *buf, size_t n); /* 0 on success */
 int vxm_sink_close(vxm_sink *s);                            /* 0 when everything was written; idempotent */

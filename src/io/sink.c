@@ -1,7 +1,8 @@
 /* Output sink: a plain or gzip-compressed file on a descriptor, with every write and the final close checked
  * (a full disk shows up as an error, never as a silently short file).  gzip output is compressed in parallel:
- * the data is cut into fixed 4 MiB chunks, each deflated as its own gzip member, and the members are written
- * in order -- the same bytes for any thread count. */
+ * each write is cut into fixed 4 MiB chunks, each deflated as its own gzip member, and the members are written
+ * in order -- the same bytes for any thread count.  Chunks are compressed straight from the caller's buffer in
+ * batches of two per thread, so little memory is held besides the data itself. */
 #include "io/io.h"
 
 #include <errno.h>
@@ -38,29 +39,6 @@ int vxm_sink_open(vxm_sink *s, int fd, int level, int threads)
     return fd < 0 ? (s->err = EBADF, -1) : 0;
 }
 
-int vxm_sink_write(vxm_sink *s, const void *buf, size_t n)
-{
-    if (s->err || s->fd < 0)
-        return -1;
-    if (s->level < 0)
-        return write_all(s, buf, n);
-    if (s->len + n > s->cap) {
-        size_t cap = s->cap ? s->cap : (1u << 20);
-        while (cap < s->len + n)
-            cap *= 2;
-        char *b = realloc(s->buf, cap);
-        if (!b) {
-            s->err = ENOMEM;
-            return -1;
-        }
-        s->buf = b;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, buf, n);
-    s->len += n;
-    return 0;
-}
-
 /* One chunk as a complete gzip member (windowBits 15 + 16 selects the gzip wrapper).  Z_RLE: float32 volumes
  * have few long repeats beyond runs of equal values (zero background), so the run-length-only match search
  * compresses as well as the default (pair1 warp: 75.0 vs 75.4 MB; moved image 8.5 vs 8.7 MB) at 2-3 times
@@ -87,39 +65,48 @@ static int deflate_chunk(const char *in, size_t n, int level, unsigned char **ou
     return rc == Z_STREAM_END ? 0 : -1;
 }
 
-static int flush_gzip(vxm_sink *s)
+static int write_gzip(vxm_sink *s, const char *data, size_t len)
 {
-    size_t nchunks = s->len ? (s->len + GZ_CHUNK - 1) / GZ_CHUNK : 1;
-    unsigned char **out = calloc(nchunks, sizeof *out);
-    size_t *outlen = calloc(nchunks, sizeof *outlen);
-    int failed = !out || !outlen;
-    if (!failed) {
+    size_t nchunks = len ? (len + GZ_CHUNK - 1) / GZ_CHUNK : 1, batch = 2 * (size_t)s->threads;
+    unsigned char **out = calloc(batch, sizeof *out);
+    size_t *outlen = calloc(batch, sizeof *outlen);
+    if (!out || !outlen)
+        s->err = ENOMEM;
+    for (size_t first = 0; first < nchunks && !s->err; first += batch) {
+        size_t count = nchunks - first < batch ? nchunks - first : batch;
+        int failed = 0;
 #pragma omp parallel for num_threads(s->threads) schedule(dynamic, 1) reduction(| : failed)
-        for (size_t c = 0; c < nchunks; c++) {
-            size_t off = c * GZ_CHUNK, n = s->len - off < GZ_CHUNK ? s->len - off : GZ_CHUNK;
-            failed |= deflate_chunk(s->buf ? s->buf + off : "", s->buf ? n : 0, s->level, &out[c], &outlen[c]);
+        for (size_t c = 0; c < count; c++) {
+            size_t off = (first + c) * GZ_CHUNK, n = len - off < GZ_CHUNK ? len - off : GZ_CHUNK;
+            failed |= deflate_chunk(len ? data + off : "", len ? n : 0, s->level, &out[c], &outlen[c]);
+        }
+        if (failed)
+            s->err = -1;
+        for (size_t c = 0; c < count; c++) {
+            if (!s->err)
+                write_all(s, out[c], outlen[c]);
+            free(out[c]);
+            out[c] = NULL;
         }
     }
-    if (failed && !s->err)
-        s->err = -1;
-    for (size_t c = 0; c < nchunks && !s->err; c++)
-        write_all(s, out[c], outlen[c]);
-    for (size_t c = 0; out && c < nchunks; c++)
-        free(out[c]);
     free(out);
     free(outlen);
     return s->err ? -1 : 0;
+}
+
+int vxm_sink_write(vxm_sink *s, const void *buf, size_t n)
+{
+    if (s->err || s->fd < 0)
+        return -1;
+    if (n == 0)
+        return 0;
+    return s->level < 0 ? write_all(s, buf, n) : write_gzip(s, buf, n);
 }
 
 int vxm_sink_close(vxm_sink *s)
 {
     if (s->fd < 0)
         return s->err ? -1 : 0;
-    if (!s->err && s->level >= 0)
-        flush_gzip(s);
-    free(s->buf);
-    s->buf = NULL;
-    s->len = s->cap = 0;
     if (close(s->fd) != 0 && !s->err)
         s->err = errno ? errno : EIO;
     s->fd = -1;
