@@ -63,3 +63,10 @@ expect "output directory missing" "$T/nodir/moved.nii.gz: " -- register --model 
 expect "warp not writable" "$T/nodir/warp.nii.gz: " -- register --model "$MODEL" --device cpu --moving "$P/paircrop_moving.nii.gz" --fixed "$P/paircrop_fixed.nii.gz" --moved "$T/moved.nii.gz" --warp "$T/nodir/warp.nii.gz"
 # host out of memory: full-size registration under a 600 MB address-space limit
 LIMIT_KB=600000 expect "host out of memory" ".*(out of memory|cannot allocate)" -- $(reg --moving "$P/pair1_moving.nii.gz" --fixed "$P/fixed.nii.gz")
+
+# vxm warp: bad input
+expect "warp: missing warp file" "$T/nowarp.nii.gz: .*No such file" -- warp --moving "$P/paircrop_moving.nii.gz" --warp "$T/nowarp.nii.gz" --moved "$T/moved.nii.gz"
+expect "warp: an image given as warp" "$P/paircrop_fixed.nii.gz: .*channels" -- warp --moving "$P/paircrop_moving.nii.gz" --warp "$P/paircrop_fixed.nii.gz" --moved "$T/moved.nii.gz"
+expect "warp: unknown interpolation" "warp: --interp must be linear or nearest" -- warp --moving "$P/paircrop_moving.nii.gz" --warp "$P/paircrop_true_warp.nii.gz" --moved "$T/moved.nii.gz" --interp cubic
+expect "warp: truncated image" "$T/truncated.nii.gz: " -- warp --moving "$T/truncated.nii.gz" --warp "$P/paircrop_true_warp.nii.gz" --moved "$T/moved.nii.gz"
+expect "warp: output directory missing" "$T/nodir/moved.nii.gz: " -- warp --moving "$P/paircrop_moving.nii.gz" --warp "$P/paircrop_true_warp.nii.gz" --moved "$T/nodir/moved.nii.gz"

@@ -112,6 +112,28 @@ static const char *model_names[NMODELS] = {"vxm_dense_brain_T1_3D_mse", "cvpr201
 static const char *golden_prefix[NMODELS] = {"vxm_dense", "cvpr2018_vm2_cc", "cvpr2018_vm1_cc",
                                              "miccai2018_10_02_init1"};
 
+/* `vxm warp` (the command) with the golden warp reproduces the golden moved image, on each device. */
+static void cli_warp(vxm_context *ctx, const char *spec, const vxm_volume *golden_moved)
+{
+    char cmd[4096], name[128], pm[1024], pw[1024];
+    snprintf(name, sizeof name, "vxm warp with the golden warp gives the golden moved image [%s]", spec);
+    snprintf(cmd, sizeof cmd,
+             "./vxm warp --moving %s --warp %s --moved tests/out/cli_warp.nii.gz --device %s >/dev/null 2>&1",
+             tu_shared_path(pm, sizeof pm, "data/pairs/paircrop_moving.nii.gz"),
+             tu_shared_path(pw, sizeof pw, "data/pairs/paircrop_vxm_dense_warp.nii.gz"), spec);
+    vxm_volume *out = NULL;
+    if (system(cmd) != 0 || vxm_volume_read(ctx, "tests/out/cli_warp.nii.gz", NULL, &out)) {
+        tu_report(0, name, "command failed: %s", cmd);
+        return;
+    }
+    /* same transformer, same float32 formula: only FMA contraction may differ */
+    double d = vxm_volume_numel(out) == vxm_volume_numel(golden_moved)
+                   ? tu_max_abs_diff(out->data, golden_moved->data, vxm_volume_numel(out))
+                   : INFINITY;
+    tu_report(d <= 1e-5, name, "max abs diff %.3e", d);
+    vxm_volume_free(out);
+}
+
 int main(void)
 {
     if (!tu_have_shared()) {
@@ -159,6 +181,7 @@ int main(void)
                 crop_pair(ctx, l.be[b], m[k], golden_prefix[k], vols);
             }
             pair2d(ctx, l.be[b], v2d);
+            cli_warp(ctx, l.be[b]->spec, gold[0][1]);
         }
         tb_close_all(&l);
     }
