@@ -13,7 +13,7 @@ BUILD   := build
 
 DEB_PACKAGES := build-essential pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-c-headers \
                 libnifti2-dev libhdf5-dev zlib1g-dev libzip-dev libcjson-dev libpng-dev \
-                pocl-opencl-icd mesa-opencl-icd clinfo valgrind
+                pocl-opencl-icd mesa-opencl-icd clinfo valgrind zip
 
 PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzip libcjson libpng 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs hdf5 libzip libcjson libpng 2>/dev/null)
