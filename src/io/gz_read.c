@@ -29,3 +29,14 @@ long long vxm_io_gz_read_full(void *gzv, void *buf, size_t n, const char **why)
     }
     return (long long)got;
 }
+
+vxm_status vxm_io_read_voxels(vxm_context *ctx, const char *path, void *gz, void *buf, size_t bytes)
+{
+    const char *why = "";
+    long long got = vxm_io_gz_read_full(gz, buf, bytes, &why);
+    if (got < 0)
+        return vxm_error(ctx, VXM_EFORMAT, path, "cannot read the voxel data: %s", why);
+    if ((size_t)got < bytes)
+        return vxm_error(ctx, VXM_EFORMAT, path, "truncated data (%lld of %zu bytes)", got, bytes);
+    return VXM_OK;
+}

@@ -68,6 +68,8 @@ vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, i
 /* Reads up to n bytes from a gzFile; returns the count (short for a cut stream), or -1 on a zlib/file error
  * (message in *why). */
 long long vxm_io_gz_read_full(void *gz, void *buf, size_t n, const char **why);
+/* Reads exactly `bytes` of voxel data; a short read is VXM_EFORMAT "truncated data (N of M bytes)". */
+vxm_status vxm_io_read_voxels(vxm_context *ctx, const char *path, void *gz, void *buf, size_t bytes);
 
 /* ---- output sink: plain or gzip stream on a file descriptor -------------------------------------- */
 typedef struct vxm_sink {

@@ -123,16 +123,10 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
         st = vxm_error(ctx, VXM_ENOMEM, path, "out of memory (%zu bytes)", bytes);
         goto done;
     }
-    long long got = vxm_io_gz_read_full(gz, raw, bytes, &why);
-    if (got < 0) {
-        st = vxm_error(ctx, VXM_EFORMAT, path, "cannot read the voxel data: %s", why);
+    if ((st = vxm_io_read_voxels(ctx, path, gz, raw, bytes)))
         goto done;
-    }
-    if ((size_t)got < bytes) {
-        st = vxm_error(ctx, VXM_EFORMAT, path, "truncated data (%lld of %zu bytes)", got, bytes);
-        goto done;
-    }
-    vxm_io_fortran_to_c(vxm_context_effective_threads(ctx), raw, dt, vxm_host_is_little_endian(), NULL, (size_t)dims[0], (size_t)dims[1],
+    vxm_io_fortran_to_c(vxm_context_effective_threads(ctx),
+                        raw, dt, vxm_host_is_little_endian(), NULL, (size_t)dims[0], (size_t)dims[1],
                         (size_t)dims[2], (size_t)dims[3], v->data);
 
     g = calloc(1, sizeof *g);

@@ -164,7 +164,6 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
     vxm_geometry *g = NULL;
     nifti_image *nim = NULL;
     raw_header hd;
-    const char *why = NULL;
     gzFile gz = gzopen(path, "rb");
     if (!gz)
         return vxm_error(ctx, VXM_EIO, path, "%s", errno ? strerror(errno) : "cannot open");
@@ -204,15 +203,8 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
                        (long long)hd.data_offset);
         goto done;
     }
-    long long got = vxm_io_gz_read_full(gz, raw, bytes, &why);
-    if (got < 0) {
-        st = vxm_error(ctx, VXM_EFORMAT, path, "cannot read the voxel data: %s", why);
+    if ((st = vxm_io_read_voxels(ctx, path, gz, raw, bytes)))
         goto done;
-    }
-    if ((size_t)got < bytes) {
-        st = vxm_error(ctx, VXM_EFORMAT, path, "truncated data (%lld of %zu bytes)", got, bytes);
-        goto done;
-    }
 
     /* the validated header -> nifti_image (qform/sform matrices, units, ...), no file access */
     nifti_set_debug_level(0);
@@ -229,7 +221,8 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
         use_scale = 0;
     size_t d[3];
     vxm_io_disk_dims(v, d);
-    vxm_io_fortran_to_c(vxm_context_effective_threads(ctx), raw, dt, hd.swapped && esz > 1, use_scale ? scale : NULL, d[0], d[1], d[2],
+    vxm_io_fortran_to_c(vxm_context_effective_threads(ctx),
+                        raw, dt, hd.swapped && esz > 1, use_scale ? scale : NULL, d[0], d[1], d[2],
                         (size_t)v->channels, v->data);
 
     g = calloc(1, sizeof *g);
