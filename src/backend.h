@@ -101,6 +101,97 @@ typedef struct vxm_backend_ops {
     /* y = mean + exp(logvar / 2) * eps (spec §3.3 step 2); eps == NULL means y = mean (deterministic). */
     vxm_status (*sample_normal)(vxm_backend *be, const vxm_tensor *mean, const vxm_tensor *logvar,
                                 const vxm_tensor *eps, vxm_tensor *y);
+
+    /* ---- training: backward ops (ggml's *_back, llm.c's *_backward).  Every gradient op OVERWRITES its output
+     * (accumulation where a tensor feeds several nodes is an explicit `add`).  Reductions (filter/bias gradients,
+     * losses) are deterministic: partial sums over a fixed partition of the data (independent of thread count /
+     * work-group count) added in a fixed order; no float atomics.  Rules: training doc §2.7. */
+
+    /* dx = gradient of conv w.r.t. its input x (dx->shape = x's shape, dx->channels = Cin) from dy (the gradient
+     * of the PRE-activation output: a fused LeakyReLU is undone first with leaky_relu_backward).  Same p as the
+     * forward; stride 1 or 2; TF SAME padding. */
+    vxm_status (*conv_backward_data)(vxm_backend *be, const vxm_tensor *dy, const vxm_buffer *w,
+                                     const vxm_conv_params *p, vxm_tensor *dx);
+    /* dw (k0*k1*k2*Cin*Cout floats, layout (k0,k1,k2,Cin,Cout)) = sum over output voxels of x-patch (x) dy. */
+    vxm_status (*conv_backward_filter)(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy,
+                                       const vxm_conv_params *p, vxm_buffer *dw);
+    /* db (dy->channels floats) = sum of dy over voxels. */
+    vxm_status (*conv_backward_bias)(vxm_backend *be, const vxm_tensor *dy, vxm_buffer *db);
+    /* dx = dy * (ref > 0 ? 1 : alpha).  `ref` is the op's input or its output (same sign for alpha > 0); x == 0
+     * takes alpha (TF).  dx may be dy. */
+    vxm_status (*leaky_relu_backward)(vxm_backend *be, const vxm_tensor *ref, const vxm_tensor *dy, float alpha,
+                                      vxm_tensor *dx);
+    /* dx (x's shape) from dy (pooled shape).  tie_tol >= 0: every input of a block with |x - max| < tie_tol receives
+     * the block's whole gradient (TF CPU MaxPool3D, tie_tol = 1e-5); tie_tol < 0: only the first maximum in
+     * row-major block order (MaxPool2D).  Inputs outside every complete block get 0. */
+    vxm_status (*maxpool_backward)(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy, const int f[3],
+                                   float tie_tol, vxm_tensor *dx);
+    /* dx[i] = sum of dy over the f0*f1*f2 children of i (dx->shape = dy->shape / f). */
+    vxm_status (*upsample_nearest_backward)(vxm_backend *be, const vxm_tensor *dy, const int f[3], vxm_tensor *dx);
+    /* y = channels [c0, c0 + y->channels) of x (the backward of concat). */
+    vxm_status (*slice_channels)(vxm_backend *be, const vxm_tensor *x, int c0, vxm_tensor *y);
+    /* y = a + b, element-wise over numel (shapes may differ if numel agrees).  y may alias a or b. */
+    vxm_status (*add)(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, vxm_tensor *y);
+    /* Adjoint of resize_linear with the same mapping: dx (input shape) from dy (output shape). */
+    vxm_status (*resize_linear_backward)(vxm_backend *be, const vxm_tensor *dy, vxm_resize_mapping map,
+                                         const float factor[3], vxm_tensor *dx);
+    /* Backward of the LINEAR spatial transform y = interp(img, x + disp) (training doc §2.7: float32 locations,
+     * clamp passes gradient for 0 <= p <= n-1 inclusive, floor/corners constant).  dimg (img's shape; NULL: not
+     * wanted) = scatter of dy with the trilinear weights, deterministic; ddisp (disp's shape; NULL: not wanted) =
+     * sum over channels of dy * d(interp)/dp.  With use_fill, voxels that take the fill value pass no gradient. */
+    vxm_status (*spatial_transform_backward)(vxm_backend *be, const vxm_tensor *img, const vxm_tensor *disp,
+                                             const vxm_tensor *dy, int ndim, int use_fill, vxm_tensor *dimg,
+                                             vxm_tensor *ddisp);
+    /* dlogvar = dy * 0.5 * exp(logvar / 2) * eps (d mean = dy needs no op). */
+    vxm_status (*sample_normal_backward)(vxm_backend *be, const vxm_tensor *logvar, const vxm_tensor *eps,
+                                         const vxm_tensor *dy, vxm_tensor *dlogvar);
+
+    /* ---- training: losses (training doc §2; spec §7).  Forward ops write ONE float into `out` (a 1x1x1x1
+     * tensor): the per-sample loss before its Keras weight.  Backward ops write scale * d(loss)/d(input) (scale =
+     * loss weight / batch size), overwriting. */
+
+    /* out = mean over all elements of (a - b)^2 (the 1/sigma^2 factor is applied by the caller through scale). */
+    vxm_status (*mse_loss)(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, vxm_tensor *out);
+    /* da = scale * 2 (a - b) / numel  (db = -da: the caller scales by -1 if it needs it). */
+    vxm_status (*mse_loss_backward)(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, float scale,
+                                    vxm_tensor *da);
+    /* NCC of training doc §2.1 in TF's exact formula: I = y_true, J = y_pred, window win[d] (1 on unused axes of
+     * 2-D data), eps 1e-5, window sums over the window AND all channels, zero padding; out = -mean(cc). */
+    vxm_status (*ncc_loss)(vxm_backend *be, const vxm_tensor *I, const vxm_tensor *J, const int win[3], float eps,
+                           vxm_tensor *out);
+    /* dI, dJ (either may be NULL) = scale * d(-mean cc)/dI, dJ with tf.maximum's rule (x >= eps passes). */
+    vxm_status (*ncc_loss_backward)(vxm_backend *be, const vxm_tensor *I, const vxm_tensor *J, const int win[3],
+                                    float eps, float scale, vxm_tensor *dI, vxm_tensor *dJ);
+    /* Grad (training doc §2.4) of a field with `ndim` spatial axes (the last ndim axes of shape): forward
+     * differences d along each axis, l1 -> |d|, else d*d; out = (sum over axes of mean(d-term)) / ndim.
+     * (loss_mult is folded into scale / applied by the caller.) */
+    vxm_status (*grad_loss)(vxm_backend *be, const vxm_tensor *flow, int ndim, int l1, vxm_tensor *out);
+    vxm_status (*grad_loss_backward)(vxm_backend *be, const vxm_tensor *flow, int ndim, int l1, float scale,
+                                     vxm_tensor *dflow);
+    /* Soft Dice (training doc §2.3): out = -mean over labels (channels) of divide_no_nan(2 sum yt*yp, sum yt+yp). */
+    vxm_status (*dice_loss)(vxm_backend *be, const vxm_tensor *ytrue, const vxm_tensor *ypred, vxm_tensor *out);
+    vxm_status (*dice_loss_backward)(vxm_backend *be, const vxm_tensor *ytrue, const vxm_tensor *ypred, float scale,
+                                     vxm_tensor *dpred);
+    /* KL (training doc §2.5) of mean and log-sigma fields (ndim channels each), prior lambda, degree map D of
+     * in-bounds face neighbours over the last ndim axes:
+     * out = 0.5 ndim (mean(lambda D exp(s) - s) + lambda 0.5 sum_d mean((Delta_d mean)^2) / ndim). */
+    vxm_status (*kl_loss)(vxm_backend *be, const vxm_tensor *mean, const vxm_tensor *logsigma, int ndim,
+                          float prior_lambda, vxm_tensor *out);
+    /* dmean, dlogsigma (either may be NULL) = scale * gradients of the KL above. */
+    vxm_status (*kl_loss_backward)(vxm_backend *be, const vxm_tensor *mean, const vxm_tensor *logsigma, int ndim,
+                                   float prior_lambda, float scale, vxm_tensor *dmean, vxm_tensor *dlogsigma);
+
+    /* ---- training: optimisers and buffer arithmetic (n floats, flat) ---------------------------------------- */
+    /* Keras Adam (training doc §3.2): m += (g-m)(1-b1); v += (g^2-v)(1-b2); p -= lr_t * m / (sqrt(v) + eps), with
+     * lr_t = lr sqrt(1-b2^t)/(1-b1^t) computed by the caller in double and passed as float. */
+    vxm_status (*adam_update)(vxm_backend *be, vxm_buffer *param, const vxm_buffer *grad, vxm_buffer *m,
+                              vxm_buffer *v, size_t n, float lr_t, float beta1, float beta2, float eps);
+    /* p -= lr * g */
+    vxm_status (*sgd_update)(vxm_backend *be, vxm_buffer *param, const vxm_buffer *grad, size_t n, float lr);
+    /* y += a * x */
+    vxm_status (*axpy)(vxm_backend *be, float a, const vxm_buffer *x, vxm_buffer *y, size_t n);
+    /* p[0..n) = value */
+    vxm_status (*fill)(vxm_backend *be, vxm_buffer *p, size_t n, float value);
 } vxm_backend_ops;
 
 struct vxm_backend {

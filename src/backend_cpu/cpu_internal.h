@@ -43,4 +43,32 @@ vxm_status cpu_spatial_transform(vxm_backend *be, const vxm_tensor *img, const v
                                  vxm_interp interp, int use_fill, float fill, vxm_tensor *y);
 vxm_status cpu_affine_to_disp(vxm_backend *be, const float *mat, int ndim, int shift_center, vxm_tensor *y);
 
+
+/* Training ops (backend.h documents each). */
+vxm_status cpu_conv_backward_data(vxm_backend *be, const vxm_tensor *dy, const vxm_buffer *w, const vxm_conv_params *p, vxm_tensor *dx);
+vxm_status cpu_conv_backward_filter(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy, const vxm_conv_params *p, vxm_buffer *dw);
+vxm_status cpu_conv_backward_bias(vxm_backend *be, const vxm_tensor *dy, vxm_buffer *db);
+vxm_status cpu_leaky_relu_backward(vxm_backend *be, const vxm_tensor *ref, const vxm_tensor *dy, float alpha, vxm_tensor *dx);
+vxm_status cpu_maxpool_backward(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy, const int f[3], float tie_tol, vxm_tensor *dx);
+vxm_status cpu_upsample_nearest_backward(vxm_backend *be, const vxm_tensor *dy, const int f[3], vxm_tensor *dx);
+vxm_status cpu_slice_channels(vxm_backend *be, const vxm_tensor *x, int c0, vxm_tensor *y);
+vxm_status cpu_add(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, vxm_tensor *y);
+vxm_status cpu_resize_linear_backward(vxm_backend *be, const vxm_tensor *dy, vxm_resize_mapping map, const float factor[3], vxm_tensor *dx);
+vxm_status cpu_sample_normal_backward(vxm_backend *be, const vxm_tensor *logvar, const vxm_tensor *eps, const vxm_tensor *dy, vxm_tensor *dlogvar);
+vxm_status cpu_spatial_transform_backward(vxm_backend *be, const vxm_tensor *img, const vxm_tensor *disp, const vxm_tensor *dy, int ndim, int use_fill, vxm_tensor *dimg, vxm_tensor *ddisp);
+vxm_status cpu_mse_loss(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, vxm_tensor *out);
+vxm_status cpu_mse_loss_backward(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, float scale, vxm_tensor *da);
+vxm_status cpu_ncc_loss(vxm_backend *be, const vxm_tensor *I, const vxm_tensor *J, const int win[3], float eps, vxm_tensor *out);
+vxm_status cpu_ncc_loss_backward(vxm_backend *be, const vxm_tensor *I, const vxm_tensor *J, const int win[3], float eps, float scale, vxm_tensor *dI, vxm_tensor *dJ);
+vxm_status cpu_grad_loss(vxm_backend *be, const vxm_tensor *flow, int ndim, int l1, vxm_tensor *out);
+vxm_status cpu_grad_loss_backward(vxm_backend *be, const vxm_tensor *flow, int ndim, int l1, float scale, vxm_tensor *dflow);
+vxm_status cpu_dice_loss(vxm_backend *be, const vxm_tensor *ytrue, const vxm_tensor *ypred, vxm_tensor *out);
+vxm_status cpu_dice_loss_backward(vxm_backend *be, const vxm_tensor *ytrue, const vxm_tensor *ypred, float scale, vxm_tensor *dpred);
+vxm_status cpu_kl_loss(vxm_backend *be, const vxm_tensor *mean, const vxm_tensor *logsigma, int ndim, float prior_lambda, vxm_tensor *out);
+vxm_status cpu_kl_loss_backward(vxm_backend *be, const vxm_tensor *mean, const vxm_tensor *logsigma, int ndim, float prior_lambda, float scale, vxm_tensor *dmean, vxm_tensor *dlogsigma);
+vxm_status cpu_adam_update(vxm_backend *be, vxm_buffer *param, const vxm_buffer *grad, vxm_buffer *m, vxm_buffer *v, size_t n, float lr_t, float beta1, float beta2, float eps);
+vxm_status cpu_sgd_update(vxm_backend *be, vxm_buffer *param, const vxm_buffer *grad, size_t n, float lr);
+vxm_status cpu_axpy(vxm_backend *be, float a, const vxm_buffer *x, vxm_buffer *y, size_t n);
+vxm_status cpu_fill(vxm_backend *be, vxm_buffer *p, size_t n, float value);
+
 #endif
