@@ -24,7 +24,7 @@ CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) $(ARCH_FL
 LDLIBS  += -lOpenCL -lnifti2 -lznz $(PKG_LIBS) -lz -lm -fopenmp
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/backend_cpu/*.c src/backend_opencl/*.c src/io/*.c \
-                             src/model/*.c src/graph/*.c src/eval/*.c))
+                             src/model/*.c src/graph/*.c src/eval/*.c src/train/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 CL_SRC  := $(sort $(wildcard cl/*.cl))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -121,12 +121,16 @@ $(BUILD)/bench/vxm_bench: bench/vxm_bench.c libvxm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< libvxm.a $(LDFLAGS) $(LDLIBS)
 
+$(BUILD)/bench/train_bench: bench/train_bench.c libvxm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< libvxm.a $(LDFLAGS) $(LDLIBS)
+
 $(BUILD)/bench/fma_peak: bench/fma_peak.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -fopenmp
 
 bench: deps
-	$(MAKE) all $(BUILD)/bench/vxm_bench $(BUILD)/bench/fma_peak
+	$(MAKE) all $(BUILD)/bench/vxm_bench $(BUILD)/bench/train_bench $(BUILD)/bench/fma_peak
 	bash bench/bench.sh
 
 clean:

@@ -35,3 +35,15 @@ printf '%s %s %s\n%s %s %s\n' "$P/pair1_moving.nii.gz" "$P/fixed.nii.gz" "$tmp/m
     "$P/pair2_moving.nii.gz" "$P/fixed.nii.gz" "$tmp/m2.nii.gz" >"$tmp/list"
 ./vxm register --model "$MODEL" --device cpu --threads "$THREADS" --batch "$tmp/list" | grep -E '^(registered|batch)'
 rm -rf "$tmp"
+echo
+echo "== training step (forward + backward + Adam, batch 1, synthetic smooth volumes; median of $RUNS after a warm-up)"
+echo "| device | architecture | shape | loss | step | peak RSS |"
+echo "| --- | --- | --- | --- | --- | --- |"
+for d in $devices; do
+    if ./vxm devices | grep "^$d " | grep -q rusticl; then continue; fi  # minutes per 3-D step there
+    for shp in "64 64 64" "160 192 224"; do
+        build/bench/train_bench --model "$MODEL" --shape $shp --device "$d" --threads "$THREADS" --runs "$RUNS" ||
+            echo "| $d | published | $shp | mse | failed | |"
+    done
+done
+build/bench/train_bench --new --shape 64 64 64 --device cpu --threads "$THREADS" --runs "$RUNS" || true

@@ -40,12 +40,12 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static double node_flops(const vxm_node *n)
+static double node_flops(const vxm_graph *g, const vxm_node *n)
 {
     if (n->op != VXM_OP_CONV)
         return 0;
-    return 2.0 * n->conv.ksize[0] * n->conv.ksize[1] * n->conv.ksize[2] * n->cin * n->channels * n->shape[0] *
-           n->shape[1] * n->shape[2];
+    return 2.0 * n->p.conv.ksize[0] * n->p.conv.ksize[1] * n->p.conv.ksize[2] * g->nodes[n->in[0]].channels *
+           n->channels * n->shape[0] * n->shape[1] * n->shape[2];
 }
 
 typedef struct opts {
@@ -195,8 +195,8 @@ int main(int argc, char **argv)
     double conv_t = 0, conv_f = 0, big_t = 0, big_f = 0;
     for (int i = 0; i < g->n; i++) {
         const vxm_node *n = &g->nodes[i];
-        double f = node_flops(n);
-        if (n->op == VXM_OP_INPUT)
+        double f = node_flops(g, n);
+        if (n->op == VXM_OP_INPUT || n->op == VXM_OP_PARAM || n->op == VXM_OP_NOISE)
             continue;
         char rate[32] = "";
         if (f > 0)

@@ -13,3 +13,14 @@ __kernel void vxm_concat(__global const float *a, __global const float *b, __glo
     for (int c = 0; c < cb; c++)
         yp[ca + c] = bp[c];
 }
+
+/* Backward of concat: y = channels [c0, c0 + cy) of x (cx channels), one work-item per element of y. */
+__kernel void vxm_slice_channels(__global const float *x, __global float *y, int cx, int c0, int cy, ulong n)
+{
+    ulong g = get_global_id(0);
+    if (g >= n)
+        return;
+    ulong v = g / (ulong)cy;
+    int c = (int)(g % (ulong)cy);
+    y[g] = x[v * (ulong)cx + (ulong)(c0 + c)];
+}

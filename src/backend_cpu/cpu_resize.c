@@ -1,7 +1,9 @@
 /* Linear resize of every channel (spec §6.1 linspace / §6.2 legacy mapping) with the clamped trilinear sampling
  * of §4.2.  The output sizes come from y (the caller truncates n*f as §6.1 says); per axis the sampling
- * coordinates, corners and weights are tabulated once. */
+ * coordinates, corners and weights are tabulated once.  The adjoint (training backward) gathers per input row
+ * through the inverted tables. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend_cpu/cpu_internal.h"
 #include "backend_cpu/cpu_sample.h"
@@ -21,18 +23,19 @@ static float resize_coord(vxm_resize_mapping map, int i, int n, int m, float fac
     return (float)i * delta;
 }
 
-vxm_status cpu_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize_mapping map, const float factor[3],
-                             vxm_tensor *y)
+/* Checks shared by the resize and its adjoint: x on the input grid, y on the output grid, same channels, no
+ * aliasing, a valid mapping. */
+static vxm_status resize_check(vxm_backend *be, const char *op, const vxm_tensor *x, const vxm_tensor *y,
+                               vxm_resize_mapping map, const float factor[3])
 {
-    static const char op[] = "resize_linear";
     vxm_status st;
-    if ((st = cpu_check_tensor(be, x, op, "input")) || (st = cpu_check_tensor(be, y, op, "output")))
+    if ((st = cpu_check_tensor(be, x, op, "input-grid tensor")) || (st = cpu_check_tensor(be, y, op, "output-grid tensor")))
         return st;
     if (map != VXM_RESIZE_LINSPACE && map != VXM_RESIZE_LEGACY)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: unknown mapping %d", op, (int)map);
     if (y->channels != x->channels)
-        return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: output has %d channels, input %d", op, y->channels,
-                         x->channels);
+        return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: output grid has %d channels, input grid %d", op,
+                         y->channels, x->channels);
     if (y->buf == x->buf)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: output must not alias the input", op);
     if (map == VXM_RESIZE_LEGACY) {
@@ -43,20 +46,37 @@ vxm_status cpu_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize_ma
                 return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: zoom factor %g along axis %d", op,
                                  (double)factor[d], d);
     }
-    cpu_lin_axis *tab[3];
-    size_t total = (size_t)y->shape[0] + (size_t)y->shape[1] + (size_t)y->shape[2];
-    tab[0] = malloc(total * sizeof(cpu_lin_axis));
+    return VXM_OK;
+}
+
+/* Per axis d and output index i: the corners and weights of §4.2 at the mapped coordinate.  tab[0] owns one
+ * allocation for all three axes (NULL when out of memory). */
+static void resize_tables(const int n[3], const int m[3], vxm_resize_mapping map, const float factor[3],
+                          cpu_lin_axis *tab[3])
+{
+    tab[0] = malloc(((size_t)m[0] + (size_t)m[1] + (size_t)m[2]) * sizeof(cpu_lin_axis));
     if (!tab[0])
-        return cpu_nomem(be, total * sizeof(cpu_lin_axis));
-    tab[1] = tab[0] + y->shape[0];
-    tab[2] = tab[1] + y->shape[1];
+        return;
+    tab[1] = tab[0] + m[0];
+    tab[2] = tab[1] + m[1];
     for (int d = 0; d < 3; d++)
-        for (int i = 0; i < y->shape[d]; i++) {
+        for (int i = 0; i < m[d]; i++) {
             /* a size-1 input axis samples its only voxel whatever the factor */
-            float s = x->shape[d] == 1 ? 0.0f
-                                       : resize_coord(map, i, x->shape[d], y->shape[d], factor ? factor[d] : 1.0f);
-            tab[d][i] = cpu_lin_axis_at(s, x->shape[d]);
+            float s = n[d] == 1 ? 0.0f : resize_coord(map, i, n[d], m[d], factor ? factor[d] : 1.0f);
+            tab[d][i] = cpu_lin_axis_at(s, n[d]);
         }
+}
+
+vxm_status cpu_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize_mapping map, const float factor[3],
+                             vxm_tensor *y)
+{
+    vxm_status st;
+    if ((st = resize_check(be, "resize_linear", x, y, map, factor)))
+        return st;
+    cpu_lin_axis *tab[3];
+    resize_tables(x->shape, y->shape, map, factor, tab);
+    if (!tab[0])
+        return cpu_nomem(be, ((size_t)y->shape[0] + (size_t)y->shape[1] + (size_t)y->shape[2]) * sizeof(cpu_lin_axis));
     const float *in = x->buf->data;
     float *out = y->buf->data;
     const int C = x->channels;
@@ -76,5 +96,96 @@ vxm_status cpu_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize_ma
         }
     }
     free(tab[0]);
+    return VXM_OK;
+}
+
+/* ---- adjoint ------------------------------------------------------------------------------------------------ */
+
+/* One (output index, weight) pair that reaches an input index along one axis. */
+typedef struct resize_tap {
+    int o;
+    float w;
+} resize_tap;
+
+/* Inverts one axis' table: the pairs reaching input index i are tap[start[i] .. start[i+1]), in increasing o and,
+ * for one o, lo before hi (both when the clamp makes them coincide).  start has n+1 entries, tap 2m. */
+static void resize_invert(const cpu_lin_axis *tab, int m, int n, int *start, resize_tap *tap)
+{
+    memset(start, 0, ((size_t)n + 1) * sizeof(int));
+    for (int o = 0; o < m; o++) {
+        start[tab[o].lo + 1]++;
+        start[tab[o].hi + 1]++;
+    }
+    for (int i = 0; i < n; i++)
+        start[i + 1] += start[i];
+    for (int o = 0; o < m; o++) { /* start[i] runs ahead while filling and is restored below */
+        tap[start[tab[o].lo]++] = (resize_tap){o, tab[o].wlo};
+        tap[start[tab[o].hi]++] = (resize_tap){o, tab[o].whi};
+    }
+    for (int i = n; i > 0; i--)
+        start[i] = start[i - 1];
+    start[0] = 0;
+}
+
+/* The exact adjoint of cpu_resize_linear: dx[i] = sum over output voxels o and corners landing on i of the same
+ * float32 weight ((w0*w1)*w2) the forward applies, times dy[o].  A gather per input row (the inverted tables
+ * say which outputs reach it), so each dx element is summed by one thread in a fixed order. */
+vxm_status cpu_resize_linear_backward(vxm_backend *be, const vxm_tensor *dy, vxm_resize_mapping map,
+                                      const float factor[3], vxm_tensor *dx)
+{
+    vxm_status st;
+    if ((st = resize_check(be, "resize_linear_backward", dx, dy, map, factor)))
+        return st;
+    const int *n = dx->shape, *m = dy->shape;
+    cpu_lin_axis *tab[3];
+    resize_tables(n, m, map, factor, tab);
+    size_t nstart = (size_t)n[0] + (size_t)n[1] + (size_t)n[2] + 3, ntap = 2 * ((size_t)m[0] + (size_t)m[1] + (size_t)m[2]);
+    int *start = malloc(nstart * sizeof(int));
+    resize_tap *taps = malloc(ntap * sizeof(resize_tap));
+    if (!tab[0] || !start || !taps) {
+        free(tab[0]);
+        free(start);
+        free(taps);
+        return cpu_nomem(be, nstart * sizeof(int) + ntap * sizeof(resize_tap));
+    }
+    int *st_d[3];
+    resize_tap *tp_d[3];
+    st_d[0] = start;
+    tp_d[0] = taps;
+    for (int d = 0; d < 3; d++) {
+        if (d > 0) {
+            st_d[d] = st_d[d - 1] + n[d - 1] + 1;
+            tp_d[d] = tp_d[d - 1] + 2 * (size_t)m[d - 1];
+        }
+        resize_invert(tab[d], m[d], n[d], st_d[d], tp_d[d]);
+    }
+    const float *g = dy->buf->data;
+    float *out = dx->buf->data;
+    const size_t C = (size_t)dx->channels;
+    long rows = (long)n[0] * n[1];
+    int par = vxm_tensor_numel(dy) >= CPU_PAR_MIN;
+#pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (par)
+    for (long r = 0; r < rows; r++) {
+        int i0 = (int)(r / n[1]), i1 = (int)(r % n[1]);
+        float *orow = out + (size_t)r * (size_t)n[2] * C;
+        memset(orow, 0, (size_t)n[2] * C * sizeof(float));
+        for (int e0 = st_d[0][i0]; e0 < st_d[0][i0 + 1]; e0++)
+            for (int e1 = st_d[1][i1]; e1 < st_d[1][i1 + 1]; e1++) {
+                resize_tap t0 = tp_d[0][e0], t1 = tp_d[1][e1];
+                float w01 = t0.w * t1.w;
+                const float *grow = g + ((size_t)t0.o * (size_t)m[1] + (size_t)t1.o) * (size_t)m[2] * C;
+                for (int i2 = 0; i2 < n[2]; i2++)
+                    for (int e2 = st_d[2][i2]; e2 < st_d[2][i2 + 1]; e2++) {
+                        float w = w01 * tp_d[2][e2].w;
+                        const float *v = grow + (size_t)tp_d[2][e2].o * C;
+                        float *o = orow + (size_t)i2 * C;
+                        for (size_t ch = 0; ch < C; ch++)
+                            o[ch] += w * v[ch];
+                    }
+            }
+    }
+    free(tab[0]);
+    free(start);
+    free(taps);
     return VXM_OK;
 }

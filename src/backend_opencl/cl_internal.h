@@ -4,6 +4,8 @@
  *   cl_buffers.c  device buffers, scratch buffers, launches, argument setting
  *   cl_conv.c     convolution (weight packing + register-blocked direct kernel)
  *   cl_ops.c      every other op of vxm_backend_ops
+ *   cl_conv_backward.c  training: convolution gradients (data via the forward kernel, filter / bias reductions)
+ *   cl_nn_backward.c    training: backward ops of the other layers (pool, upsample, slice, add, sample, resize)
  *
  * All kernels live in the cl/ directory, embedded at build time (vxm_cl_sources[]) and compiled once per backend
  * into one program.  Work is queued on one in-order queue; ops return once their kernels are enqueued, buffer_read and
@@ -48,13 +50,64 @@ typedef enum vxm_cl_kid {
     VXM_K_CONV_C4_V8,
     VXM_K_CONV_C4_V4,
     VXM_K_CONV_C4_V1,
+    /* training: nn backward */
+    VXM_K_ELEMENTWISE_BACKWARD,
+    VXM_K_SLICE_CHANNELS,
+    VXM_K_MAXPOOL_BACKWARD,
+    VXM_K_UPSAMPLE_BACKWARD,
+    VXM_K_RESIZE_BACKWARD,
+    VXM_K_CONV_FLIP,
+    VXM_K_CONV_DILATE,
+    VXM_K_CONV_FILTER_PARTIAL_8X16,
+    VXM_K_CONV_FILTER_PARTIAL_4X8,
+    VXM_K_CONV_BIAS_PARTIAL,
+    VXM_K_SUM_PARTIALS,
+    /* end training: nn backward */
+    /* training: transform backward, losses, optimisers */
+    VXM_K_ST_BWD_DISP,
+    VXM_K_ST_BWD_COUNT,
+    VXM_K_ST_BWD_SLOTS,
+    VXM_K_ST_BWD_SORT,
+    VXM_K_ST_BWD_IMG,
+    VXM_K_SCAN_CHUNKS,
+    VXM_K_SCAN_TOP,
+    VXM_K_SCAN_APPLY,
+    VXM_K_REDUCE_ACC,
+    VXM_K_LOSS_FINAL,
+    VXM_K_MSE_TERMS,
+    VXM_K_MSE_BWD,
+    VXM_K_DIFF_TERMS,
+    VXM_K_DIFF_BWD,
+    VXM_K_DICE_TERMS,
+    VXM_K_DICE_BWD,
+    VXM_K_KL_SIGMA_TERMS,
+    VXM_K_KL_SIGMA_BWD,
+    VXM_K_NCC_SUM_FIRST,
+    VXM_K_NCC_BOX,
+    VXM_K_NCC_CC,
+    VXM_K_NCC_DERIV,
+    VXM_K_NCC_GRAD,
+    VXM_K_ADAM,
+    VXM_K_SGD,
+    VXM_K_AXPY,
+    VXM_K_FILL,
+    /* end training: transform backward, losses, optimisers */
     VXM_K_COUNT
 } vxm_cl_kid;
 
 extern const char *const vxm_cl_kernel_names[VXM_K_COUNT];
 
 /* Scratch buffers owned by the backend, grown on demand; reuse is safe because the queue is in order. */
-enum { VXM_SCRATCH_CONV_WEIGHTS, VXM_SCRATCH_VECINT, VXM_SCRATCH_COUNT };
+enum {
+    VXM_SCRATCH_CONV_WEIGHTS,
+    VXM_SCRATCH_VECINT,
+    VXM_SCRATCH_CONV_BWD_W,  /* training: flipped weights of conv_backward_data */
+    VXM_SCRATCH_CONV_BWD_DY, /* training: dilated dy / per-chunk partial sums of the conv gradients */
+    VXM_SCRATCH_TRAIN_A, /* training: per-op temporaries of the losses and transform backward (cl_loss.c, */
+    VXM_SCRATCH_TRAIN_B, /*   cl_transform_backward.c): window sums, loss terms, partial sums, cell lists */
+    VXM_SCRATCH_TRAIN_C,
+    VXM_SCRATCH_COUNT
+};
 
 typedef struct vxm_cl {
     cl_platform_id platform;
@@ -119,6 +172,20 @@ vxm_status vxm_cl_copy(vxm_backend *be, cl_mem src, cl_mem dst, size_t nfloats);
 
 /* Checks that a tensor has a buffer holding its elements (VXM_EINVAL otherwise). */
 vxm_status vxm_cl_check_tensor(vxm_backend *be, const vxm_tensor *t, const char *what);
+
+/* Voxel count of a tensor (fits in 32 bits once vxm_cl_check_tensor passed). */
+static inline size_t vxm_cl_nvox(const vxm_tensor *t)
+{
+    return (size_t)t->shape[0] * (size_t)t->shape[1] * (size_t)t->shape[2];
+}
+
+/* VXM_ESHAPE "op: shapes AxBxCxD and ... do not fit". */
+static inline vxm_status vxm_cl_shape_error(vxm_backend *be, const char *op, const vxm_tensor *a, const vxm_tensor *b)
+{
+    return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: shapes %dx%dx%dx%d and %dx%dx%dx%d do not fit", op,
+                     a->shape[0], a->shape[1], a->shape[2], a->channels, b->shape[0], b->shape[1], b->shape[2],
+                     b->channels);
+}
 
 /* Ops implemented in cl_buffers.c, cl_conv.c and cl_ops.c. */
 vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out);

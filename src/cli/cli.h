@@ -25,6 +25,21 @@ int cli_is(const cli_args *a, const char *opt);
 /* Value of the current option (from '=' or the next argument); NULL with an error printed when missing. */
 const char *cli_value(cli_args *a);
 int cli_parse_int(const char *opt, const char *s, int lo, int hi, int *out);
+/* A number in [lo, hi] (finite); -1 after a usage message otherwise. */
+int cli_parse_double(const char *opt, const char *s, double lo, double hi, double *out);
+int cli_parse_u64(const char *opt, const char *s, unsigned long long *out);
+/* "--help" or "-h". */
+int cli_is_help(const cli_args *a);
+/* Several values for one option ("--scans A B C", "--enc 16 32 32"): the '=' value and every following
+ * argument up to the next "--" option, at most max.  Returns how many (0: message printed), -1 when more
+ * than max (message printed). */
+int cli_values(cli_args *a, const char **out, int max);
+
+/* String-valued options of a command, each with where its value goes. */
+typedef struct cli_string_opt {
+    const char *name;
+    const char **target;
+} cli_string_opt;
 
 /* Common device options: --device SPEC, --gpu N, --threads N.  Returns 1 when the option was consumed,
  * 0 when it is not a device option, -1 on a bad value. */
@@ -36,6 +51,37 @@ typedef struct cli_device_opts {
 int cli_device_option(cli_args *a, cli_device_opts *d);
 /* Opens the backend the options ask for (default "auto"). */
 vxm_status cli_open_backend(vxm_context *ctx, const cli_device_opts *d, vxm_backend **be);
+/* The option loop's shared part: the device options (when dev != NULL) and the n string options of `opts`.
+ * 1: consumed, 0: none of these, -1: missing or bad value (message printed; exit with 2). */
+int cli_common_option(cli_args *a, cli_device_opts *dev, const cli_string_opt *opts, int n);
+/* Monotonic wall-clock seconds. */
+double cli_now_seconds(void);
+
+/* ---- list files (cli_lists.c): "N names per line" -------------------------------------------------- */
+#define CLI_LIST_MAX_NAMES 8
+typedef struct cli_list_format {
+    int min_names, max_names; /* names per line; max_names <= CLI_LIST_MAX_NAMES */
+    const char *expected;     /* for messages: "two names (moving fixed)" */
+    const char *items;        /* for messages: "pairs" -> "no pairs in the list" */
+} cli_list_format;
+typedef struct cli_list {
+    char **names; /* rows x width, row-major; NULL where an optional name is absent */
+    int *lineno;  /* the line of each row */
+    int rows, width;
+} cli_list;
+/* Reads a list: min..max whitespace-separated names per line; blank lines and lines whose first name starts
+ * with '#' are skipped.  Errors print one line ("vxm: LIST: line 3: expected two names (moving fixed),
+ * found 1", "vxm: LIST: no pairs in the list") and return 1 with the list empty. */
+int cli_list_read(const char *path, const cli_list_format *fmt, cli_list *l);
+void cli_list_free(cli_list *l);
+static inline const char *cli_list_name(const cli_list *l, int row, int col)
+{
+    return l->names[(size_t)row * (size_t)l->width + (size_t)col];
+}
+/* prefix + name + suffix (NULL: ""), malloc'ed; NULL after printing "out of memory". */
+char *cli_affix(const char *prefix, const char *name, const char *suffix);
+/* Applies --img-prefix/--img-suffix to every name of the list; 1 on out of memory (message printed). */
+int cli_list_affix(cli_list *l, const char *prefix, const char *suffix);
 
 int cmd_register(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
@@ -44,5 +90,6 @@ int cmd_warp(int argc, char **argv);
 int cmd_dice(int argc, char **argv);
 int cmd_test(int argc, char **argv); /* cmd_test.c: evaluate a model on pairs (VoxelMorph test.py) */
 int cmd_qc(int argc, char **argv);   /* cmd_qc.c: quality-control PNG */
+int cmd_train(int argc, char **argv); /* cmd_train.c: train a VxmDense model (VoxelMorph train.py) */
 
 #endif

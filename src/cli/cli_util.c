@@ -1,7 +1,10 @@
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/cli.h"
 
@@ -77,6 +80,54 @@ int cli_parse_int(const char *opt, const char *s, int lo, int hi, int *out)
     return 0;
 }
 
+int cli_parse_double(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !isfinite(v) || v < lo || v > hi) {
+        cli_usage_error("%s: expected a number in [%g, %g], got '%s'", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_u64(const char *opt, const char *s, unsigned long long *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (!*s || *end || *s == '-' || errno) {
+        cli_usage_error("%s: expected a non-negative integer, got '%s'", opt, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_is_help(const cli_args *a)
+{
+    return cli_is(a, "--help") || cli_is(a, "-h");
+}
+
+int cli_values(cli_args *a, const char **out, int max)
+{
+    int n = 0;
+    const char *opt = a->name;
+    if (a->value && n < max)
+        out[n++] = a->value;
+    while (a->i + 1 < a->argc && strncmp(a->argv[a->i + 1], "--", 2) != 0) {
+        if (n >= max) {
+            cli_usage_error("option %s takes at most %d values", opt, max);
+            return -1;
+        }
+        out[n++] = a->argv[++a->i];
+    }
+    if (n == 0)
+        cli_usage_error("option %s needs at least one value", opt);
+    return n;
+}
+
 int cli_device_option(cli_args *a, cli_device_opts *d)
 {
     if (cli_is(a, "--device")) {
@@ -104,4 +155,24 @@ vxm_status cli_open_backend(vxm_context *ctx, const cli_device_opts *d, vxm_back
     if (d->threads > 0)
         vxm_context_set_threads(ctx, d->threads);
     return vxm_backend_open(ctx, d->device ? d->device : "auto", be);
+}
+
+int cli_common_option(cli_args *a, cli_device_opts *dev, const cli_string_opt *opts, int n)
+{
+    if (dev) {
+        int r = cli_device_option(a, dev);
+        if (r)
+            return r;
+    }
+    for (int i = 0; i < n; i++)
+        if (cli_is(a, opts[i].name))
+            return (*opts[i].target = cli_value(a)) ? 1 : -1;
+    return 0;
+}
+
+double cli_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }

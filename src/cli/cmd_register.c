@@ -1,11 +1,9 @@
 /* vxm register: moving + fixed -> moved image (and warp), like VoxelMorph's scripts/tf/register.py. */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -44,55 +42,36 @@ static int parse(int argc, char **argv, reg_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->tolerance = 1e-4;
+    const cli_string_opt strings[] = {
+        {"--model", &o->model}, {"--moving", &o->moving}, {"--fixed", &o->fixed}, {"--moved", &o->moved},
+        {"--warp", &o->warp},   {"--qc", &o->qc},         {"--batch", &o->batch},
+    };
     cli_args a;
     cli_args_init(&a, argc, argv);
     while (cli_next(&a)) {
-        const char **target = NULL;
-        int r = cli_device_option(&a, &o->dev);
+        int r = cli_common_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]));
         if (r < 0)
             return 2;
         if (r > 0)
             continue;
-        if (cli_is(&a, "--help") || cli_is(&a, "-h")) {
+        const char *v = NULL;
+        if (cli_is_help(&a)) {
             usage(stdout);
             return -1;
-        } else if (cli_is(&a, "--model")) {
-            target = &o->model;
-        } else if (cli_is(&a, "--moving")) {
-            target = &o->moving;
-        } else if (cli_is(&a, "--fixed")) {
-            target = &o->fixed;
-        } else if (cli_is(&a, "--moved")) {
-            target = &o->moved;
-        } else if (cli_is(&a, "--warp")) {
-            target = &o->warp;
-        } else if (cli_is(&a, "--qc")) {
-            target = &o->qc;
-        } else if (cli_is(&a, "--batch")) {
-            target = &o->batch;
         } else if (cli_is(&a, "--multichannel")) {
             o->multichannel = 1;
         } else if (cli_is(&a, "--check")) {
             o->check = 1;
-        } else if (cli_is(&a, "--seed") || cli_is(&a, "--tolerance")) {
-            int is_seed = cli_is(&a, "--seed");
-            const char *v = cli_value(&a);
-            char *end;
-            if (!v)
+        } else if (cli_is(&a, "--seed")) {
+            if (!(v = cli_value(&a)) || cli_parse_u64("--seed", v, &o->seed))
                 return 2;
-            if (is_seed) {
-                o->seed = strtoull(v, &end, 10);
-                o->have_seed = 1;
-            } else {
-                o->tolerance = strtod(v, &end);
-            }
-            if (!*v || *end || (!is_seed && !(o->tolerance >= 0)))
-                return cli_usage_error("%s: bad value '%s'", is_seed ? "--seed" : "--tolerance", v);
+            o->have_seed = 1;
+        } else if (cli_is(&a, "--tolerance")) {
+            if (!(v = cli_value(&a)) || cli_parse_double("--tolerance", v, 0, INFINITY, &o->tolerance))
+                return 2;
         } else {
             return cli_usage_error("register: unknown option '%s' (see vxm register --help)", a.name);
         }
-        if (target && !(*target = cli_value(&a)))
-            return 2;
     }
     if (o->batch && (o->moving || o->fixed || o->moved || o->warp || o->qc))
         return cli_usage_error("register: --batch replaces --moving/--fixed/--moved/--warp/--qc");
@@ -101,13 +80,6 @@ static int parse(int argc, char **argv, reg_opts *o)
         return cli_usage_error("register: --model and either --moving, --fixed, --moved or --batch are required");
     }
     return 0;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* File-level checks that name the offending file: channel count and shape agreement. */
@@ -189,13 +161,13 @@ static int register_one(vxm_context *ctx, vxm_backend *be, const vxm_model *m, c
     }
     if ((rc = check_volumes(o, j, m, mov, fix)))
         goto done;
-    double t1 = now_seconds();
+    double t1 = cli_now_seconds();
     vxm_register_options ropt = {o->have_seed ? 0 : 1, o->seed, j->moving, j->fixed};
     if (vxm_register(ctx, be, m, mov, fix, &ropt, &moved, (j->warp || j->qc) ? &warp : NULL)) {
         rc = cli_fail(ctx);
         goto done;
     }
-    *seconds = now_seconds() - t1;
+    *seconds = cli_now_seconds() - t1;
     /* all outputs or none: a later failure removes what was already written */
     if (vxm_volume_write(ctx, j->moved, moved, fix)) {
         rc = cli_fail(ctx);
@@ -231,48 +203,30 @@ static void print_done(const reg_job *j, double seconds)
         printf("qc: %s\n", j->qc);
 }
 
-/* --batch LIST: "MOVING FIXED MOVED [WARP]" per line; stops at the first failing pair. */
+/* --batch LIST: "MOVING FIXED MOVED [WARP]" per line (cli_lists.c); stops at the first failing pair. */
 static int run_batch(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const reg_opts *o)
 {
-    FILE *f = fopen(o->batch, "r");
-    if (!f) {
-        fprintf(stderr, "vxm: %s: %s\n", o->batch, strerror(errno));
+    static const cli_list_format fmt = {3, 4, "three or four names (moving fixed moved [warp])", "pairs"};
+    cli_list l;
+    if (cli_list_read(o->batch, &fmt, &l))
         return 1;
-    }
-    char line[4096];
-    int lineno = 0, npairs = 0, rc = 0;
+    int rc = 0;
     double sum = 0, sum_rest = 0;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
-        lineno++;
-        char *tok[5] = {0}, *save = NULL;
-        int n = 0;
-        for (char *t = strtok_r(line, " \t\r\n", &save); t && n < 5; t = strtok_r(NULL, " \t\r\n", &save))
-            tok[n++] = t;
-        if (n == 0 || tok[0][0] == '#')
-            continue;
-        if (n < 3 || n > 4) {
-            fprintf(stderr, "vxm: %s: line %d: expected MOVING FIXED MOVED [WARP], got %d field(s)\n", o->batch,
-                    lineno, n);
-            rc = 1;
-            break;
-        }
-        reg_job j = {tok[0], tok[1], tok[2], n == 4 ? tok[3] : NULL, NULL};
+    for (int i = 0; i < l.rows && rc == 0; i++) {
+        reg_job j = {cli_list_name(&l, i, 0), cli_list_name(&l, i, 1), cli_list_name(&l, i, 2),
+                     cli_list_name(&l, i, 3), NULL};
         double t = 0;
         if ((rc = register_one(ctx, be, m, o, &j, &t)))
             break;
         print_done(&j, t);
         sum += t;
-        if (npairs++ > 0)
+        if (i > 0)
             sum_rest += t;
     }
-    fclose(f);
-    if (rc == 0 && npairs == 0) {
-        fprintf(stderr, "vxm: %s: no pairs listed\n", o->batch);
-        rc = 1;
-    }
     if (rc == 0)
-        printf("batch: %d pair(s) in %.2f s of registration; %.2f s per pair after the first\n", npairs, sum,
-               npairs > 1 ? sum_rest / (npairs - 1) : sum);
+        printf("batch: %d pair(s) in %.2f s of registration; %.2f s per pair after the first\n", l.rows, sum,
+               l.rows > 1 ? sum_rest / (l.rows - 1) : sum);
+    cli_list_free(&l);
     return rc;
 }
 
@@ -289,11 +243,11 @@ int cmd_register(int argc, char **argv)
         fprintf(stderr, "vxm: out of memory\n");
         return 1;
     }
-    double t0 = now_seconds();
+    double t0 = cli_now_seconds();
     if (vxm_model_load(ctx, o.model, &m) || cli_open_backend(ctx, &o.dev, &be)) {
         rc = cli_fail(ctx);
     } else if (o.batch) {
-        printf("device: %s (model and device set up in %.2f s)\n", vxm_backend_describe(be), now_seconds() - t0);
+        printf("device: %s (model and device set up in %.2f s)\n", vxm_backend_describe(be), cli_now_seconds() - t0);
         rc = run_batch(ctx, be, m, &o);
     } else {
         reg_job j = {o.moving, o.fixed, o.moved, o.warp, o.qc};

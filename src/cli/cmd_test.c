@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "eval/eval.h"
@@ -77,17 +76,6 @@ static void pairs_free(pair_list *l)
     memset(l, 0, sizeof *l);
 }
 
-static char *concat3(const char *a, const char *b, const char *c)
-{
-    a = a ? a : "";
-    c = c ? c : "";
-    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
-    char *s = malloc(n);
-    if (s)
-        snprintf(s, n, "%s%s%s", a, b, c);
-    return s;
-}
-
 /* Adds a pair; returns 0, or 1 after printing "out of memory". */
 static int pairs_add(pair_list *l, const test_opts *o, const char *moving, const char *fixed)
 {
@@ -102,68 +90,30 @@ static int pairs_add(pair_list *l, const test_opts *o, const char *moving, const
     pair_spec *s = &l->p[l->n];
     memset(s, 0, sizeof *s);
     l->n++;
-    s->moving = concat3("", moving, "");
-    s->fixed = concat3("", fixed, "");
-    if (o->atlas) {
-        s->mov_img = concat3("", moving, "");
-        s->mov_seg = concat3("", moving, "");
-        s->fix_img = concat3("", fixed, "");
-        s->fix_seg = concat3("", fixed, "");
-    } else {
-        s->mov_img = concat3(o->img_prefix, moving, o->img_suffix);
-        s->mov_seg = concat3(o->seg_prefix, moving, o->seg_suffix);
-        s->fix_img = concat3(o->img_prefix, fixed, o->img_suffix);
-        s->fix_seg = concat3(o->seg_prefix, fixed, o->seg_suffix);
-    }
-    if (s->moving && s->fixed && s->mov_img && s->mov_seg && s->fix_img && s->fix_seg)
+    /* the atlas form names files, never affixed (the prefix/suffix options are refused with it) */
+    if ((s->moving = cli_affix(NULL, moving, NULL)) && (s->fixed = cli_affix(NULL, fixed, NULL)) &&
+        (s->mov_img = cli_affix(o->img_prefix, moving, o->img_suffix)) &&
+        (s->mov_seg = cli_affix(o->seg_prefix, moving, o->seg_suffix)) &&
+        (s->fix_img = cli_affix(o->img_prefix, fixed, o->img_suffix)) &&
+        (s->fix_seg = cli_affix(o->seg_prefix, fixed, o->seg_suffix)))
         return 0;
+    return 1;
 oom:
     fprintf(stderr, "vxm: out of memory\n");
     return 1;
 }
 
-/* Reads the pair list: one "moving fixed" pair per line. */
+/* Reads the pair list: one "moving fixed" pair per line (cli_lists.c). */
 static int read_pair_list(const test_opts *o, pair_list *l)
 {
-    FILE *f = fopen(o->pairs, "r");
-    if (!f) {
-        fprintf(stderr, "vxm: %s: %s\n", o->pairs, strerror(errno));
+    static const cli_list_format fmt = {2, 2, "two names (moving fixed)", "pairs"};
+    cli_list names;
+    if (cli_list_read(o->pairs, &fmt, &names))
         return 1;
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    int lineno = 0, rc = 0;
-    while (getline(&line, &cap, f) >= 0) {
-        lineno++;
-        char *tok[3] = {NULL, NULL, NULL}, *save = NULL;
-        int nt = 0;
-        for (char *t = strtok_r(line, " \t\r\n\v\f", &save); t; t = strtok_r(NULL, " \t\r\n\v\f", &save)) {
-            if (nt == 0 && t[0] == '#')
-                break;
-            if (nt < 3)
-                tok[nt] = t;
-            nt++;
-        }
-        if (nt == 0)
-            continue;
-        if (nt != 2) {
-            fprintf(stderr, "vxm: %s: line %d: expected two names (moving fixed), found %d\n", o->pairs, lineno, nt);
-            rc = 1;
-            break;
-        }
-        if ((rc = pairs_add(l, o, tok[0], tok[1])))
-            break;
-    }
-    if (!rc && ferror(f)) {
-        fprintf(stderr, "vxm: %s: %s\n", o->pairs, strerror(errno));
-        rc = 1;
-    }
-    free(line);
-    fclose(f);
-    if (!rc && l->n == 0) {
-        fprintf(stderr, "vxm: %s: no pairs in the list\n", o->pairs);
-        rc = 1;
-    }
+    int rc = 0;
+    for (int i = 0; i < names.rows && !rc; i++)
+        rc = pairs_add(l, o, cli_list_name(&names, i, 0), cli_list_name(&names, i, 1));
+    cli_list_free(&names);
     return rc;
 }
 
@@ -175,51 +125,33 @@ static int parse(int argc, char **argv, test_opts *o)
         fprintf(stderr, "vxm: out of memory\n");
         return 1;
     }
+    const cli_string_opt strings[] = {
+        {"--model", &o->model},         {"--pairs", &o->pairs},           {"--img-prefix", &o->img_prefix},
+        {"--img-suffix", &o->img_suffix}, {"--seg-prefix", &o->seg_prefix}, {"--seg-suffix", &o->seg_suffix},
+        {"--labels", &o->labels},       {"--csv", &o->csv},               {"--atlas", &o->atlas},
+    };
     cli_args a;
     cli_args_init(&a, argc, argv);
     while (cli_next(&a)) {
-        const char **target = NULL;
-        int r = cli_device_option(&a, &o->dev);
+        int r = cli_common_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]));
         if (r < 0)
             return 2;
         if (r > 0)
             continue;
-        if (cli_is(&a, "--help") || cli_is(&a, "-h")) {
+        if (cli_is_help(&a)) {
             usage(stdout);
             return -1;
-        } else if (cli_is(&a, "--model")) {
-            target = &o->model;
-        } else if (cli_is(&a, "--pairs")) {
-            target = &o->pairs;
-        } else if (cli_is(&a, "--img-prefix")) {
-            target = &o->img_prefix;
-        } else if (cli_is(&a, "--img-suffix")) {
-            target = &o->img_suffix;
-        } else if (cli_is(&a, "--seg-prefix")) {
-            target = &o->seg_prefix;
-        } else if (cli_is(&a, "--seg-suffix")) {
-            target = &o->seg_suffix;
-        } else if (cli_is(&a, "--labels")) {
-            target = &o->labels;
-        } else if (cli_is(&a, "--csv")) {
-            target = &o->csv;
-        } else if (cli_is(&a, "--atlas")) {
-            target = &o->atlas;
         } else if (cli_is(&a, "--multichannel")) {
             o->multichannel = 1;
         } else if (cli_is(&a, "--scans")) {
             /* --scans S1 S2 ...: every following argument up to the next option */
-            if (a.value)
-                o->scans[o->nscans++] = a.value;
-            while (a.i + 1 < a.argc && strncmp(a.argv[a.i + 1], "--", 2) != 0)
-                o->scans[o->nscans++] = a.argv[++a.i];
-            if (!o->nscans)
-                return cli_usage_error("option --scans needs at least one file");
+            int n = cli_values(&a, o->scans + o->nscans, argc - o->nscans);
+            if (n <= 0)
+                return 2;
+            o->nscans += n;
         } else {
             return cli_usage_error("test: unknown option '%s' (see vxm test --help)", a.name);
         }
-        if (target && !(*target = cli_value(&a)))
-            return 2;
     }
     if (!o->model || (!o->pairs && !o->atlas)) {
         usage(stderr);
@@ -383,13 +315,6 @@ static void mean_std(const double *x, int n, double *mean, double *sd)
     *sd = n ? sqrt(s2 / n) : NAN; /* population std, as np.std */
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void csv_field(FILE *f, const char *s)
 {
     if (!strpbrk(s, ",\"\r\n")) {
@@ -507,10 +432,10 @@ static int run_pair(run_state *r, int i, const pair_spec *p, pair_vols *v)
         return 1;
     }
     vxm_register_options ropt = {1, 0, p->mov_img, p->fix_img};
-    double t0 = now_seconds();
+    double t0 = cli_now_seconds();
     if (vxm_register(ctx, r->be, r->model, v->mov, v->fix, &ropt, &moved, &warp))
         return cli_fail(ctx);
-    double t1 = now_seconds();
+    double t1 = cli_now_seconds();
     vxm_jacobian_summary js;
     if (vxm_warp_volume(ctx, r->be, v->mov_seg, warp, 1, &wseg) ||
         vxm_dice(ctx, wseg, v->fix_seg, ls->v, ls->n, r->dice) ||

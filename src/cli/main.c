@@ -13,6 +13,7 @@ static void usage(FILE *f)
                "  warp       apply a saved warp to an image or label map\n"
                "  dice       Dice overlap per label between two label maps\n"
                "  test       evaluate a model on image pairs: Dice of warped segmentations, det J, timing\n"
+               "  train      train a VoxelMorph (VxmDense) model on volumes (as VoxelMorph's train.py)\n"
                "  qc         quality-control PNG of a registration (slices, checkerboard, deformed grid)\n"
                "  devices    list the CPU backend and every OpenCL platform/device\n"
                "  info       print a model's architecture, parameter count and FLOPs\n"
@@ -35,6 +36,8 @@ int main(int argc, char **argv)
         return cmd_dice(argc - 1, argv + 1);
     if (!strcmp(cmd, "test"))
         return cmd_test(argc - 1, argv + 1);
+    if (!strcmp(cmd, "train"))
+        return cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "qc"))
         return cmd_qc(argc - 1, argv + 1);
     if (!strcmp(cmd, "devices"))

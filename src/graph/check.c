@@ -35,6 +35,7 @@ vxm_status vxm_register_check(vxm_context *ctx, vxm_backend *be, vxm_backend *re
     if (st)
         return st;
     vxm_exec *ea = NULL, *eb = NULL;
+    int nd = 0;
     float *ha = NULL, *hb = NULL;
     vxm_layer_diff *d = calloc((size_t)g->n, sizeof *d);
     size_t maxn = 0;
@@ -52,17 +53,22 @@ vxm_status vxm_register_check(vxm_context *ctx, vxm_backend *be, vxm_backend *re
     if ((st = vxm_exec_begin(be, g, moving->data, fixed->data, 1, 0, &ea)) ||
         (st = vxm_exec_begin(ref, g, moving->data, fixed->data, 1, 0, &eb)))
         goto done;
+    nd = 0;
     for (int i = 0; i < g->n; i++) {
         const vxm_node *n = &g->nodes[i];
         size_t cnt = (size_t)n->shape[0] * n->shape[1] * n->shape[2] * n->channels;
-        if ((st = vxm_exec_step(ea, i)) || (st = vxm_exec_read(ea, i, ha)) || (st = vxm_exec_step(eb, i)) ||
-            (st = vxm_exec_read(eb, i, hb)))
+        if ((st = vxm_exec_step(ea, i)) || (st = vxm_exec_step(eb, i)))
             goto done;
-        snprintf(d[i].name, sizeof d[i].name, "%s", n->name);
-        snprintf(d[i].op, sizeof d[i].op, "%s", vxm_op_name(n->op));
-        memcpy(d[i].shape, n->shape, sizeof d[i].shape);
-        d[i].channels = n->channels;
-        compare(ha, hb, cnt, &d[i]);
+        if (n->op == VXM_OP_PARAM || n->op == VXM_OP_NOISE)
+            continue; /* weights are compared through the layers they feed */
+        if ((st = vxm_exec_read(ea, i, ha)) || (st = vxm_exec_read(eb, i, hb)))
+            goto done;
+        int j = nd++;
+        snprintf(d[j].name, sizeof d[j].name, "%s", n->name);
+        snprintf(d[j].op, sizeof d[j].op, "%s", vxm_op_name(n->op));
+        memcpy(d[j].shape, n->shape, sizeof d[j].shape);
+        d[j].channels = n->channels;
+        compare(ha, hb, cnt, &d[j]);
     }
 done:
     vxm_exec_end(ea);
@@ -71,7 +77,7 @@ done:
     free(hb);
     if (st == VXM_OK) {
         *diffs = d;
-        *ndiffs = g->n;
+        *ndiffs = nd;
     } else {
         free(d);
     }

@@ -1,5 +1,7 @@
 /* Graph executor: runs nodes in order through the backend's ops table, releasing every intermediate tensor
- * right after its last consumer so that peak device memory follows the liveness of the graph. */
+ * right after its last consumer so that peak device memory follows the liveness of the graph (forward
+ * activations live until the backward node that needs them ran).  Parameter nodes are bound to device buffers
+ * uploaded once (vxm_weights), never copied per run. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,13 +12,15 @@
 struct vxm_exec {
     vxm_backend *be;
     const vxm_graph *g;
-    const float *inputs[2];
+    const float *inputs[VXM_EXEC_MAX_INPUTS];
+    int ninputs;
     int deterministic;
     unsigned long long rng;
-    vxm_tensor *t;       /* one output tensor per node */
-    vxm_buffer **w, **b; /* conv weights per node */
-    int *last_use;       /* index of the last consumer, or g->n for graph outputs */
-    double *seconds;     /* per-node wall time when profiling (NULL otherwise) */
+    vxm_weights *own_weights; /* uploaded for this run when the caller gave none */
+    const vxm_weights *weights;
+    vxm_tensor *t;   /* one output tensor per node */
+    int *last_use;   /* index of the last consumer, or g->n for outputs and parameters */
+    double *seconds; /* per-node wall time when profiling (NULL otherwise) */
 };
 
 static double now_seconds(void)
@@ -40,34 +44,78 @@ double vxm_exec_node_seconds(const vxm_exec *ex, int i)
     return ex->seconds ? ex->seconds[i] : 0.0;
 }
 
-static int is_output(const vxm_graph *g, int i)
+static int is_kept(const vxm_graph *g, int i)
 {
-    return i == g->out_moved || i == g->out_warp;
+    return i == g->out_moved || i == g->out_warp || (g->nodes[i].flags & VXM_NODE_OUTPUT) ||
+           g->nodes[i].op == VXM_OP_PARAM;
 }
 
-vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *moving, const float *fixed,
-                          int deterministic, unsigned long long seed, vxm_exec **out)
+/* ---- weights -------------------------------------------------------------------------------------------- */
+
+void vxm_weights_free(vxm_weights *w)
+{
+    if (!w)
+        return;
+    for (int i = 0; i < w->n; i++)
+        if (w->buf[i])
+            w->be->ops->buffer_free(w->be, w->buf[i]);
+    free(w->buf);
+    free(w);
+}
+
+vxm_status vxm_weights_upload(vxm_backend *be, const vxm_graph *g, vxm_weights **out)
 {
     *out = NULL;
+    vxm_weights *w = calloc(1, sizeof *w);
+    if (w)
+        w->buf = calloc((size_t)(g->nparams ? g->nparams : 1), sizeof *w->buf);
+    if (!w || !w->buf) {
+        free(w);
+        return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of memory");
+    }
+    w->be = be;
+    w->n = g->nparams;
+    vxm_status st = VXM_OK;
+    for (int i = 0; i < g->nparams && !st; i++) {
+        st = be->ops->buffer_alloc(be, g->params[i].numel, &w->buf[i]);
+        if (!st)
+            st = be->ops->buffer_write(be, w->buf[i], g->params[i].host, g->params[i].numel);
+    }
+    if (st) {
+        vxm_weights_free(w);
+        return st;
+    }
+    *out = w;
+    return VXM_OK;
+}
+
+/* ---- runs ----------------------------------------------------------------------------------------------- */
+
+vxm_status vxm_exec_begin_with(vxm_backend *be, const vxm_graph *g, const vxm_weights *weights,
+                               const float *const *inputs, int ninputs, int deterministic, unsigned long long seed,
+                               vxm_exec **out)
+{
+    *out = NULL;
+    if (ninputs > VXM_EXEC_MAX_INPUTS)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "too many graph inputs");
     vxm_exec *ex = calloc(1, sizeof *ex);
     if (!ex)
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of memory");
     ex->be = be;
     ex->g = g;
-    ex->inputs[0] = moving;
-    ex->inputs[1] = fixed;
+    for (int k = 0; k < ninputs; k++)
+        ex->inputs[k] = inputs[k];
+    ex->ninputs = ninputs;
     ex->deterministic = deterministic;
     ex->rng = seed;
     ex->t = calloc((size_t)g->n, sizeof *ex->t);
-    ex->w = calloc((size_t)g->n, sizeof *ex->w);
-    ex->b = calloc((size_t)g->n, sizeof *ex->b);
     ex->last_use = calloc((size_t)g->n, sizeof *ex->last_use);
-    if (!ex->t || !ex->w || !ex->b || !ex->last_use) {
+    if (!ex->t || !ex->last_use) {
         vxm_exec_end(ex);
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of memory");
     }
     for (int i = 0; i < g->n; i++) {
-        ex->last_use[i] = is_output(g, i) ? g->n : i;
+        ex->last_use[i] = is_kept(g, i) ? g->n : i;
         for (int k = 0; k < g->nodes[i].n_in; k++) {
             int src = g->nodes[i].in[k];
             if (ex->last_use[src] < i)
@@ -75,25 +123,34 @@ vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *movi
         }
     }
     vxm_status st = VXM_OK;
-    for (int i = 0; i < g->n && st == VXM_OK; i++) {
-        const vxm_node *n = &g->nodes[i];
-        if (n->op != VXM_OP_CONV)
-            continue;
-        size_t nw = (size_t)n->conv.ksize[0] * n->conv.ksize[1] * n->conv.ksize[2] * n->cin * n->channels;
-        st = be->ops->buffer_alloc(be, nw, &ex->w[i]);
-        if (!st)
-            st = be->ops->buffer_write(be, ex->w[i], n->w, nw);
-        if (!st)
-            st = be->ops->buffer_alloc(be, (size_t)n->channels, &ex->b[i]);
-        if (!st)
-            st = be->ops->buffer_write(be, ex->b[i], n->b, (size_t)n->channels);
+    if (!weights) {
+        st = vxm_weights_upload(be, g, &ex->own_weights);
+        weights = ex->own_weights;
+    } else if (weights->n != g->nparams || weights->be != be) {
+        st = vxm_error(be->ctx, VXM_EINVAL, be->spec, "weights do not belong to this graph and device");
     }
     if (st) {
         vxm_exec_end(ex);
         return st;
     }
+    ex->weights = weights;
+    for (int i = 0; i < g->n; i++) {
+        const vxm_node *n = &g->nodes[i];
+        if (n->op != VXM_OP_PARAM)
+            continue;
+        memcpy(ex->t[i].shape, n->shape, sizeof n->shape);
+        ex->t[i].channels = n->channels;
+        ex->t[i].buf = weights->buf[n->p.param.index];
+    }
     *out = ex;
     return VXM_OK;
+}
+
+vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *moving, const float *fixed,
+                          int deterministic, unsigned long long seed, vxm_exec **out)
+{
+    const float *in[2] = {moving, fixed};
+    return vxm_exec_begin_with(be, g, NULL, in, 2, deterministic, seed, out);
 }
 
 /* splitmix64 + Box-Muller: reproducible N(0,1) noise for sampling mode (TF's stream cannot be matched). */
@@ -106,32 +163,43 @@ static double next_uniform(unsigned long long *s)
     return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
 }
 
-static vxm_status run_sample(vxm_exec *ex, const vxm_node *n, vxm_tensor *y)
+static vxm_status run_noise(vxm_exec *ex, vxm_tensor *y)
 {
     vxm_backend *be = ex->be;
-    const vxm_tensor *mean = &ex->t[n->in[0]], *logvar = &ex->t[n->in[1]];
-    if (ex->deterministic)
-        return be->ops->sample_normal(be, mean, logvar, NULL, y);
-    vxm_tensor eps;
-    vxm_status st = vxm_tensor_alloc(be, y->shape, y->channels, &eps);
-    if (st)
-        return st;
     size_t cnt = vxm_tensor_numel(y);
+    if (ex->deterministic)
+        return be->ops->fill(be, y->buf, cnt, 0.0f);
     float *noise = malloc(cnt * sizeof(float));
-    if (!noise) {
-        vxm_tensor_release(be, &eps);
+    if (!noise)
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of memory");
-    }
     for (size_t i = 0; i < cnt; i++) {
         double u1 = next_uniform(&ex->rng), u2 = next_uniform(&ex->rng);
         noise[i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
     }
-    st = vxm_tensor_upload(be, &eps, noise);
+    vxm_status st = vxm_tensor_upload(be, y, noise);
     free(noise);
-    if (!st)
-        st = be->ops->sample_normal(be, mean, logvar, &eps, y);
-    vxm_tensor_release(be, &eps);
     return st;
+}
+
+static vxm_status run_loss_back(vxm_backend *be, const vxm_node *n, const vxm_tensor *a, const vxm_tensor *b,
+                                vxm_tensor *y)
+{
+    const vxm_backend_ops *o = be->ops;
+    const vxm_loss_params *L = &n->p.loss;
+    float s = (float)(L->factor * L->weight);
+    switch (L->kind) {
+    case VXM_OP_LOSS_MSE: /* d/d y_true = -d/d y_pred */
+        return L->wrt == 1 ? o->mse_loss_backward(be, b, a, s, y) : o->mse_loss_backward(be, a, b, s, y);
+    case VXM_OP_LOSS_NCC:
+        return o->ncc_loss_backward(be, a, b, L->win, L->eps, s, L->wrt == 0 ? y : NULL, L->wrt == 1 ? y : NULL);
+    case VXM_OP_LOSS_GRAD: return o->grad_loss_backward(be, a, L->ndim, L->l1, s, y);
+    case VXM_OP_LOSS_DICE: return o->dice_loss_backward(be, a, b, s, y);
+    case VXM_OP_LOSS_KL:
+        return o->kl_loss_backward(be, a, b, L->ndim, L->prior_lambda, s, L->wrt == 0 ? y : NULL,
+                                   L->wrt == 1 ? y : NULL);
+    default: break;
+    }
+    return vxm_error(be->ctx, VXM_EINVAL, be->spec, "no backward for loss node %s", n->name);
 }
 
 static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
@@ -140,19 +208,49 @@ static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
     const vxm_backend_ops *o = be->ops;
     const vxm_node *n = &ex->g->nodes[i];
     const vxm_tensor *a = n->n_in > 0 ? &ex->t[n->in[0]] : NULL;
-    const vxm_tensor *c = n->n_in > 1 ? &ex->t[n->in[1]] : NULL;
+    const vxm_tensor *b = n->n_in > 1 ? &ex->t[n->in[1]] : NULL;
+    const vxm_tensor *c = n->n_in > 2 ? &ex->t[n->in[2]] : NULL;
+    int ndim = ex->g->ndim;
     switch (n->op) {
-    case VXM_OP_INPUT: return vxm_tensor_upload(be, y, ex->inputs[n->input_index]);
-    case VXM_OP_CONV: return o->conv(be, a, ex->w[i], ex->b[i], &n->conv, y);
-    case VXM_OP_LEAKY: return o->leaky_relu(be, a, n->alpha, y);
-    case VXM_OP_MAXPOOL: return o->maxpool(be, a, n->f, y);
-    case VXM_OP_UPSAMPLE: return o->upsample_nearest(be, a, n->f, y);
-    case VXM_OP_CONCAT: return o->concat(be, a, c, y);
-    case VXM_OP_SCALE: return o->scale(be, a, n->scale, y);
-    case VXM_OP_RESIZE: return o->resize_linear(be, a, n->map, n->factor, y);
-    case VXM_OP_VECINT: return o->vecint(be, a, ex->g->ndim, n->steps, y);
-    case VXM_OP_TRANSFORM: return o->spatial_transform(be, a, c, ex->g->ndim, n->interp, n->use_fill, n->fill, y);
-    case VXM_OP_SAMPLE: return run_sample(ex, n, y);
+    case VXM_OP_INPUT:
+        if (n->p.input.index >= ex->ninputs || !ex->inputs[n->p.input.index])
+            return vxm_error(be->ctx, VXM_EINVAL, be->spec, "no data for graph input %s", n->name);
+        return vxm_tensor_upload(be, y, ex->inputs[n->p.input.index]);
+    case VXM_OP_PARAM: return VXM_OK; /* bound at begin */
+    case VXM_OP_NOISE: return run_noise(ex, y);
+    case VXM_OP_CONV: return o->conv(be, a, b->buf, c->buf, &n->p.conv, y);
+    case VXM_OP_LEAKY: return o->leaky_relu(be, a, n->p.leaky.alpha, y);
+    case VXM_OP_MAXPOOL: return o->maxpool(be, a, n->p.pool.f, y);
+    case VXM_OP_UPSAMPLE: return o->upsample_nearest(be, a, n->p.pool.f, y);
+    case VXM_OP_CONCAT: return o->concat(be, a, b, y);
+    case VXM_OP_SCALE: return o->scale(be, a, n->p.scale.s, y);
+    case VXM_OP_RESIZE: return o->resize_linear(be, a, n->p.resize.map, n->p.resize.factor, y);
+    case VXM_OP_VECINT: return o->vecint(be, a, ndim, n->p.vecint.steps, y);
+    case VXM_OP_TRANSFORM:
+        return o->spatial_transform(be, a, b, ndim, n->p.transform.interp, n->p.transform.use_fill,
+                                    n->p.transform.fill, y);
+    case VXM_OP_SAMPLE: return o->sample_normal(be, a, b, ex->deterministic ? NULL : c, y);
+    case VXM_OP_ADD: return o->add(be, a, b, y);
+    case VXM_OP_LOSS_MSE: return o->mse_loss(be, a, b, y);
+    case VXM_OP_LOSS_NCC: return o->ncc_loss(be, a, b, n->p.loss.win, n->p.loss.eps, y);
+    case VXM_OP_LOSS_GRAD: return o->grad_loss(be, a, n->p.loss.ndim, n->p.loss.l1, y);
+    case VXM_OP_LOSS_DICE: return o->dice_loss(be, a, b, y);
+    case VXM_OP_LOSS_KL: return o->kl_loss(be, a, b, n->p.loss.ndim, n->p.loss.prior_lambda, y);
+    case VXM_OP_CONV_BACK_DATA: return o->conv_backward_data(be, a, b->buf, &n->p.conv, y);
+    case VXM_OP_CONV_BACK_FILTER: return o->conv_backward_filter(be, a, b, &n->p.conv, y->buf);
+    case VXM_OP_CONV_BACK_BIAS: return o->conv_backward_bias(be, a, y->buf);
+    case VXM_OP_LEAKY_BACK: return o->leaky_relu_backward(be, a, b, n->p.leaky.alpha, y);
+    case VXM_OP_MAXPOOL_BACK: return o->maxpool_backward(be, a, b, n->p.pool.f, n->p.pool.tie_tol, y);
+    case VXM_OP_UPSAMPLE_BACK: return o->upsample_nearest_backward(be, a, n->p.pool.f, y);
+    case VXM_OP_SLICE: return o->slice_channels(be, a, n->p.slice.c0, y);
+    case VXM_OP_RESIZE_BACK: return o->resize_linear_backward(be, a, n->p.resize.map, n->p.resize.factor, y);
+    case VXM_OP_TRANSFORM_BACK_IMAGE:
+        return o->spatial_transform_backward(be, a, b, c, ndim, n->p.transform.use_fill, y, NULL);
+    case VXM_OP_TRANSFORM_BACK_DISP:
+        return o->spatial_transform_backward(be, a, b, c, ndim, n->p.transform.use_fill, NULL, y);
+    case VXM_OP_SAMPLE_BACK: return o->sample_normal_backward(be, a, b, c, y);
+    case VXM_OP_LOSS_BACK: return run_loss_back(be, n, a, b, y);
+    case VXM_OP_COUNT: break;
     }
     return vxm_error(be->ctx, VXM_EINVAL, be->spec, "unknown op in node %s", n->name);
 }
@@ -160,6 +258,10 @@ static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
 vxm_status vxm_exec_step(vxm_exec *ex, int i)
 {
     const vxm_node *n = &ex->g->nodes[i];
+    if (n->op == VXM_OP_PARAM)
+        return VXM_OK;
+    if (n->op == VXM_OP_NOISE && ex->deterministic)
+        return VXM_OK; /* mean mode: the sampling node ignores its noise */
     double t0 = ex->seconds ? now_seconds() : 0;
     vxm_status st = vxm_tensor_alloc(ex->be, n->shape, n->channels, &ex->t[i]);
     if (st)
@@ -174,12 +276,12 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
         return st;
     for (int k = 0; k < n->n_in; k++) {
         int src = n->in[k];
-        if (ex->last_use[src] == i)
+        if (ex->last_use[src] == i && ex->g->nodes[src].op != VXM_OP_PARAM)
             vxm_tensor_release(ex->be, &ex->t[src]);
     }
     /* A dead end (no consumer, e.g. the unused full-resolution skip of a half-resolution U-Net) stays
      * readable right after its own step for per-layer checks and is released one step later. */
-    if (i > 0 && ex->last_use[i - 1] == i - 1 && !is_output(ex->g, i - 1))
+    if (i > 0 && ex->last_use[i - 1] == i - 1 && !is_kept(ex->g, i - 1))
         vxm_tensor_release(ex->be, &ex->t[i - 1]);
     return VXM_OK;
 }
@@ -202,21 +304,20 @@ vxm_status vxm_exec_read(vxm_exec *ex, int i, float *host)
     return vxm_tensor_download(ex->be, &ex->t[i], host);
 }
 
+const vxm_tensor *vxm_exec_tensor(const vxm_exec *ex, int i)
+{
+    return ex->t[i].buf ? &ex->t[i] : NULL;
+}
+
 void vxm_exec_end(vxm_exec *ex)
 {
     if (!ex)
         return;
-    for (int i = 0; ex->g && i < ex->g->n; i++) {
-        if (ex->t)
+    for (int i = 0; ex->g && ex->t && i < ex->g->n; i++)
+        if (ex->g->nodes[i].op != VXM_OP_PARAM)
             vxm_tensor_release(ex->be, &ex->t[i]);
-        if (ex->w && ex->w[i])
-            ex->be->ops->buffer_free(ex->be, ex->w[i]);
-        if (ex->b && ex->b[i])
-            ex->be->ops->buffer_free(ex->be, ex->b[i]);
-    }
+    vxm_weights_free(ex->own_weights);
     free(ex->t);
-    free(ex->w);
-    free(ex->b);
     free(ex->last_use);
     free(ex->seconds);
     free(ex);

@@ -1,79 +1,184 @@
 /* Internal: a model instantiated for one input shape, as a list of nodes in execution order.  Builders
- * (VxmDense from its config, later Keras functional graphs) produce it; the executor runs it on any backend
- * through the ops table. */
+ * (VxmDense from its config, Keras functional graphs) produce the forward nodes; the trainer appends loss nodes
+ * and vxm_graph_build_backward appends the gradient nodes (ggml's graph-based backward).  The executor runs any
+ * such list on any backend through the ops table, freeing each tensor after its last consumer.
+ *
+ * Parameters (conv kernels and biases) are leaf nodes (VXM_OP_PARAM) that refer to the graph's parameter table;
+ * their device buffers are uploaded once per model and backend (vxm_weights) or owned by a trainer, and bound to
+ * an execution, never copied per run. */
 #ifndef VXM_GRAPH_GRAPH_H
 #define VXM_GRAPH_GRAPH_H
 
 #include "backend.h"
 
 typedef enum vxm_op {
-    VXM_OP_INPUT,     /* input_index: 0 = moving/source, 1 = fixed/target */
-    VXM_OP_CONV,      /* in[0]; weights w (k0,k1,k2,Cin,Cout), b (Cout); optional fused LeakyReLU */
-    VXM_OP_LEAKY,     /* in[0] */
-    VXM_OP_MAXPOOL,   /* in[0]; f */
-    VXM_OP_UPSAMPLE,  /* in[0]; f */
-    VXM_OP_CONCAT,    /* in[0], in[1] */
-    VXM_OP_SCALE,     /* in[0]; scale */
-    VXM_OP_RESIZE,    /* in[0]; map, factor; output shape in node */
-    VXM_OP_VECINT,    /* in[0]; steps, ndim */
-    VXM_OP_TRANSFORM, /* in[0] image, in[1] displacement; interp, fill */
-    VXM_OP_SAMPLE     /* in[0] mean, in[1] log-variance; noise drawn by the executor unless deterministic */
+    /* leaves */
+    VXM_OP_INPUT, /* p.input.index: 0 = moving/source, 1 = fixed/target (further inputs: loss targets) */
+    VXM_OP_PARAM, /* p.param.index into vxm_graph.params; shape 1x1x1, channels = numel */
+    VXM_OP_NOISE, /* N(0,1) noise of a sampling layer, drawn by the executor (zeros in deterministic mode) */
+    /* forward */
+    VXM_OP_CONV,      /* in: x, kernel (param), bias (param); p.conv (optional fused LeakyReLU) */
+    VXM_OP_LEAKY,     /* in: x; p.leaky */
+    VXM_OP_MAXPOOL,   /* in: x; p.pool */
+    VXM_OP_UPSAMPLE,  /* in: x; p.pool */
+    VXM_OP_CONCAT,    /* in: a, b */
+    VXM_OP_SCALE,     /* in: x; p.scale */
+    VXM_OP_RESIZE,    /* in: x; p.resize; output shape in node */
+    VXM_OP_VECINT,    /* in: v; p.vecint (training unrolls it into SCALE, TRANSFORM and ADD nodes) */
+    VXM_OP_TRANSFORM, /* in: image, displacement; p.transform */
+    VXM_OP_SAMPLE,    /* in: mean, log-variance, noise (VXM_OP_NOISE) */
+    VXM_OP_ADD,       /* in: a, b */
+    /* losses: one float, the per-sample loss before its factor and weight; p.loss */
+    VXM_OP_LOSS_MSE,  /* in: y_true, y_pred */
+    VXM_OP_LOSS_NCC,  /* in: y_true, y_pred */
+    VXM_OP_LOSS_GRAD, /* in: field */
+    VXM_OP_LOSS_DICE, /* in: y_true, y_pred */
+    VXM_OP_LOSS_KL,   /* in: mean, log-variance */
+    /* backward (appended by vxm_graph_build_backward) */
+    VXM_OP_CONV_BACK_DATA,   /* in: dy, kernel; p.conv */
+    VXM_OP_CONV_BACK_FILTER, /* in: x, dy; p.conv */
+    VXM_OP_CONV_BACK_BIAS,   /* in: dy */
+    VXM_OP_LEAKY_BACK,       /* in: ref (input or output of the leaky op), dy; p.leaky */
+    VXM_OP_MAXPOOL_BACK,     /* in: x, dy; p.pool */
+    VXM_OP_UPSAMPLE_BACK,    /* in: dy; p.pool */
+    VXM_OP_SLICE,            /* in: x; p.slice */
+    VXM_OP_RESIZE_BACK,      /* in: dy; p.resize */
+    VXM_OP_TRANSFORM_BACK_IMAGE, /* in: image, displacement, dy; p.transform */
+    VXM_OP_TRANSFORM_BACK_DISP,  /* in: image, displacement, dy; p.transform */
+    VXM_OP_SAMPLE_BACK,      /* in: log-variance, noise, dy -> d log-variance */
+    VXM_OP_LOSS_BACK,        /* in: the loss node's inputs; p.loss (kind, wrt) -> d loss / d in[wrt] */
+    VXM_OP_COUNT
 } vxm_op;
 
 #define VXM_NODE_NAME_MAX 96
+#define VXM_NODE_MAX_IN 5
+
+/* Node flags. */
+enum {
+    VXM_NODE_OUTPUT = 1, /* kept until the end of the run (graph outputs, losses, parameter gradients) */
+    VXM_NODE_LOSS = 2,   /* a loss term */
+    VXM_NODE_GRAD = 4    /* depends on a parameter: gradients flow through it */
+};
+
+typedef struct vxm_loss_params {
+    vxm_op kind;   /* VXM_OP_LOSS_* (for VXM_OP_LOSS_BACK: the loss it differentiates) */
+    int wrt;       /* LOSS_BACK: which input of the loss */
+    int win[3];    /* NCC window (1 on unused axes) */
+    float eps;     /* NCC */
+    int l1;        /* Grad: 'l1' penalty (else 'l2') */
+    int ndim;      /* Grad / KL: spatial axes */
+    float prior_lambda; /* KL */
+    double factor; /* per-sample loss = factor * op value (1/sigma^2 for MSE, loss_mult for Grad) */
+    double weight; /* Keras loss weight */
+} vxm_loss_params;
+
+/* Per-op parameters; the op says which member is valid. */
+typedef union vxm_op_params {
+    struct { int index; } input;
+    struct { int index; } param;
+    vxm_conv_params conv;
+    struct { float alpha; } leaky;
+    struct { int f[3]; float tie_tol; } pool;
+    struct { float s; } scale;
+    struct { vxm_resize_mapping map; float factor[3]; } resize;
+    struct { int steps; } vecint;
+    struct { vxm_interp interp; int use_fill; float fill; } transform;
+    struct { int c0; } slice;
+    vxm_loss_params loss;
+} vxm_op_params;
 
 typedef struct vxm_node {
     vxm_op op;
     char name[VXM_NODE_NAME_MAX];
-    int in[2];
+    int in[VXM_NODE_MAX_IN];
     int n_in;
     int shape[3]; /* output */
     int channels;
-    /* parameters (by op) */
-    int input_index;
-    vxm_conv_params conv;
-    const float *w, *b; /* host weights, owned by the model */
-    int cin;
-    float alpha;
-    int f[3];
-    float scale;
-    vxm_resize_mapping map;
-    float factor[3];
-    int steps;
-    vxm_interp interp;
-    int use_fill;
-    float fill;
+    int flags;
+    vxm_op_params p;
 } vxm_node;
+
+/* A trainable weight: Keras layer and kind, Keras shape, host values (owned by the model or the trainer). */
+typedef struct vxm_graph_param {
+    char layer[VXM_NODE_NAME_MAX];
+    char kind[8]; /* "kernel" or "bias" */
+    int rank;
+    long dims[5];
+    size_t numel;
+    const float *host;
+} vxm_graph_param;
 
 typedef struct vxm_graph {
     int ndim;
     int n, cap;
     vxm_node *nodes;
+    int nparams, params_cap;
+    vxm_graph_param *params;
     int out_moved; /* node index of the warped moving image */
     int out_warp;  /* node index of the final full-resolution displacement */
+    int out_preint; /* the pre-integration field (train.py's regularised output), -1 if none */
+    int out_flow_mean, out_flow_logvar; /* probabilistic models: the flow parameters, else -1 */
+    int n_forward; /* nodes before the backward pass (== n until vxm_graph_build_backward) */
+    int *param_grad; /* after vxm_graph_build_backward: node holding the gradient of each parameter (-1: none) */
 } vxm_graph;
 
 vxm_graph *vxm_graph_new(int ndim);
 void vxm_graph_free(vxm_graph *g);
 /* Appends a node (copied) and returns its index, or -1 when out of memory. */
 int vxm_graph_add(vxm_graph *g, const vxm_node *node);
-/* Sum of convolution FLOPs (2 per multiply-add) and parameter count. */
+/* Registers a parameter and appends its PARAM node; returns the node index or -1 (out of memory). */
+int vxm_graph_add_param(vxm_graph *g, const char *layer, const char *kind, int rank, const long *dims,
+                        const float *host);
+/* Appends a convolution of node x with a new kernel/bias parameter pair (Keras shapes (k..., Cin, Cout), (Cout));
+ * the output shape follows TF SAME padding.  ksize/stride per axis (2-D: axis 0 is 1).  -1 when out of memory. */
+int vxm_graph_add_conv(vxm_graph *g, int x, const char *layer, const int ksize[3], const int stride[3], int cout,
+                       int leaky, float alpha, const float *kernel, const float *bias);
+/* Sum of convolution FLOPs (2 per multiply-add) of the forward nodes. */
 double vxm_graph_conv_flops(const vxm_graph *g);
 const char *vxm_op_name(vxm_op op);
+static inline size_t vxm_node_numel(const vxm_node *n)
+{
+    return (size_t)n->shape[0] * (size_t)n->shape[1] * (size_t)n->shape[2] * (size_t)n->channels;
+}
+
+/* Appends the backward pass of every loss node (graph/backward.c): gradients of the weighted sum of the losses,
+ * each scaled by its factor * weight, w.r.t. every parameter; fills g->param_grad.  Fails with VXM_EUNSUPPORTED
+ * for an op without a backward rule (e.g. a non-unrolled VecInt, nearest interpolation). */
+vxm_status vxm_graph_build_backward(vxm_context *ctx, vxm_graph *g);
+
+/* ---- device-resident weights ---------------------------------------------------------------------------- */
+/* The parameters of a graph uploaded to one backend once; reusable by every run with the same parameter table
+ * (same model, any input shape). */
+typedef struct vxm_weights {
+    vxm_backend *be;
+    int n;
+    vxm_buffer **buf;
+} vxm_weights;
+
+vxm_status vxm_weights_upload(vxm_backend *be, const vxm_graph *g, vxm_weights **out);
+void vxm_weights_free(vxm_weights *w);
 
 /* ---- execution ---------------------------------------------------------------------------------------- */
 typedef struct vxm_exec vxm_exec;
 
-/* Prepares a run: uploads weights and the two inputs (host, channels-last, shapes of graph inputs).
- * `seed` drives the noise of VXM_OP_SAMPLE nodes when `deterministic` is 0. */
+#define VXM_EXEC_MAX_INPUTS 4
+
+/* Prepares a run: `inputs[k]` are host arrays (channels-last) for VXM_OP_INPUT nodes of index k; `weights` (may be
+ * NULL: uploaded for this run) binds the PARAM nodes.  `seed` drives the noise nodes unless `deterministic`. */
+vxm_status vxm_exec_begin_with(vxm_backend *be, const vxm_graph *g, const vxm_weights *weights,
+                               const float *const *inputs, int ninputs, int deterministic, unsigned long long seed,
+                               vxm_exec **out);
+/* Inference shorthand: inputs moving, fixed; weights uploaded for this run. */
 vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *moving, const float *fixed,
                           int deterministic, unsigned long long seed, vxm_exec **out);
 /* Runs node i (nodes must be run in order).  Tensors are released after their last use. */
 vxm_status vxm_exec_step(vxm_exec *ex, int i);
 vxm_status vxm_exec_run_all(vxm_exec *ex);
 /* Reads node i's output into host memory (numel floats); valid from its step until its last consumer ran
- * (so always right after vxm_exec_step(ex, i)), and for the graph outputs until vxm_exec_end. */
+ * (so always right after vxm_exec_step(ex, i)), and for output nodes until vxm_exec_end. */
 vxm_status vxm_exec_read(vxm_exec *ex, int i, float *host);
+/* The device tensor of node i (NULL when not live). */
+const vxm_tensor *vxm_exec_tensor(const vxm_exec *ex, int i);
 void vxm_exec_end(vxm_exec *ex);
 /* Profiling: each step waits for the device and records its wall time (for the benchmark). */
 vxm_status vxm_exec_set_profiling(vxm_exec *ex, int on);

@@ -153,19 +153,15 @@ static int build_conv(kbuild *b, int li, const cJSON *cfg, int in)
         if (L->weights[0].dims[d - (3 - b->ndim)] != k[d])
             return fail(b, VXM_EFORMAT, "conv layer %s: kernel size differs from its config", name, NULL), -1;
     b->scale[li] = b->scale[in] * s[2];
-    vxm_node n = start_node(b, li, VXM_OP_CONV, &in, 1);
-    if (b->g && L->weights[0].dims[b->ndim] != n.channels)
+    if (!b->g)
+        return 0; /* validation pass */
+    if (L->weights[0].dims[b->ndim] != node_of(b, in)->channels)
         return fail(b, VXM_EFORMAT, "conv layer %s: kernel input channels do not match its input", name, NULL), -1;
-    for (int d = 0; d < 3; d++) {
-        n.conv.ksize[d] = k[d];
-        n.conv.stride[d] = s[d];
-        vxm_same_padding(n.shape[d], k[d], s[d], &n.shape[d], &n.conv.pad_lo[d]);
-    }
-    n.cin = n.channels;
-    n.channels = cout;
-    n.w = L->weights[0].data;
-    n.b = L->weights[1].data;
-    return emit(b, &n);
+    int r = vxm_graph_add_conv(b->g, b->node[in], name, k, s, cout, 0, 0.0f, L->weights[0].data,
+                               L->weights[1].data);
+    if (r < 0)
+        fail(b, VXM_ENOMEM, "out of memory building %s", name, NULL);
+    return r;
 }
 
 /* LeakyReLU right after a conv that feeds nothing else is fused into that conv (one pass less). */
@@ -174,14 +170,14 @@ static int build_leaky(kbuild *b, int li, const cJSON *cfg, int in)
     const cJSON *alpha = cJSON_GetObjectItemCaseSensitive(cfg, "alpha");
     float a = cJSON_IsNumber(alpha) ? (float)alpha->valuedouble : 0.3f; /* Keras' default alpha */
     b->scale[li] = b->scale[in];
-    if (b->g && node_of(b, in)->op == VXM_OP_CONV && !node_of(b, in)->conv.leaky && b->uses[in] == 1) {
+    if (b->g && node_of(b, in)->op == VXM_OP_CONV && !node_of(b, in)->p.conv.leaky && b->uses[in] == 1) {
         vxm_node *c = &b->g->nodes[b->node[in]];
-        c->conv.leaky = 1;
-        c->conv.alpha = a;
+        c->p.conv.leaky = 1;
+        c->p.conv.alpha = a;
         return b->node[in];
     }
     vxm_node n = start_node(b, li, VXM_OP_LEAKY, &in, 1);
-    n.alpha = a;
+    n.p.leaky.alpha = a;
     return emit(b, &n);
 }
 
@@ -203,7 +199,8 @@ static int build_resample(kbuild *b, int li, const char *cls, const cJSON *cfg, 
     }
     b->scale[li] = up ? b->scale[in] / f[2] : b->scale[in] * f[2];
     vxm_node n = start_node(b, li, up ? VXM_OP_UPSAMPLE : VXM_OP_MAXPOOL, &in, 1);
-    memcpy(n.f, f, sizeof f);
+    memcpy(n.p.pool.f, f, sizeof f);
+    n.p.pool.tie_tol = b->ndim == 3 ? 1e-5f : -1.0f;
     for (int d = 0; d < 3; d++)
         n.shape[d] = up ? n.shape[d] * f[d] : n.shape[d] / f[d];
     return emit(b, &n);
@@ -256,23 +253,27 @@ static int build_custom(kbuild *b, int li, const char *cls, const int *in, int n
                             NULL),
                        -1;
         }
-        n.interp = VXM_INTERP_LINEAR;
+        n.p.transform.interp = VXM_INTERP_LINEAR;
         b->scale[li] = b->scale[in[1]];
     } else if (!strcmp(cls, "Sample")) {
         n = start_node(b, li, VXM_OP_SAMPLE, in, 2);
+        vxm_node z = start_node(b, li, VXM_OP_NOISE, in, 1);
+        z.n_in = 0;
+        n.in[2] = emit(b, &z); /* the noise the executor draws for sampling mode */
+        n.n_in = 3;
     } else if (!strcmp(cls, "VecInt")) {
         n = start_node(b, li, VXM_OP_VECINT, in, 1);
-        n.steps = 7;
+        n.p.vecint.steps = 7;
     } else if (!strcmp(cls, "Rescale")) {
         n = start_node(b, li, VXM_OP_SCALE, in, 1);
-        n.scale = 2.0f; /* legacy RescaleDouble */
+        n.p.scale.s = 2.0f; /* legacy RescaleDouble */
     } else { /* Resize: legacy ResizeDouble, zoom 2 with the i/f coordinate mapping (spec §6.2) */
         n = start_node(b, li, VXM_OP_RESIZE, in, 1);
-        n.map = VXM_RESIZE_LEGACY;
+        n.p.resize.map = VXM_RESIZE_LEGACY;
         b->scale[li] = b->scale[in[0]] / 2;
         for (int d = 0; d < 3; d++) {
             int on = d >= 3 - b->ndim;
-            n.factor[d] = on ? 2.0f : 1.0f;
+            n.p.resize.factor[d] = on ? 2.0f : 1.0f;
             n.shape[d] = on ? n.shape[d] * 2 : n.shape[d];
         }
     }
@@ -383,7 +384,7 @@ static vxm_status run_builder(kbuild *b, int *moved, int *warp)
         snprintf(n.name, sizeof n.name, "%s", str_item(b->layer[inputs[k]], "name"));
         memcpy(n.shape, b->shape, sizeof n.shape);
         n.channels = ch;
-        n.input_index = k;
+        n.p.input.index = k;
         int r = emit(b, &n);
         if (r < 0)
             return b->st;

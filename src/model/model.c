@@ -125,8 +125,10 @@ vxm_status vxm_model_describe(vxm_context *ctx, const vxm_model *m, int ndim, co
     for (int i = 0; i < g->n; i++) {
         const vxm_node *n = &g->nodes[i];
         double fl = 0;
+        if (n->op == VXM_OP_PARAM || n->op == VXM_OP_NOISE)
+            continue;
         if (n->op == VXM_OP_CONV) {
-            long k = (long)n->conv.ksize[0] * n->conv.ksize[1] * n->conv.ksize[2] * n->cin;
+            long k = (long)n->p.conv.ksize[0] * n->p.conv.ksize[1] * n->p.conv.ksize[2] * g->nodes[n->in[0]].channels;
             params += k * n->channels + n->channels;
             fl = 2.0 * k * n->channels * n->shape[0] * n->shape[1] * n->shape[2];
         }

@@ -39,6 +39,8 @@ struct vxm_model {
     int ndim, inshape[3];
     int src_feats, trg_feats;
     int divisor; /* every input size must be a multiple of it */
+    int new_weights; /* a model being created for training: conv layers absent from `file` get parameters
+                      * without host values (the trainer initialises them) */
 };
 
 /* Parses the root model_config JSON of a current-format file (class VxmDense). */
@@ -54,7 +56,15 @@ vxm_status vxm_keras_graph_build(vxm_context *ctx, const vxm_model *m, int ndim,
 
 vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out);
+/* training != 0: VecInt unrolled into scale/transform/add nodes (differentiable). */
+vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3], int training,
+                                    vxm_graph **out);
 vxm_status vxm_model_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out);
+
+/* The root model_config JSON `{"class_name": "VxmDense", "config": {...}}` with every constructor argument
+ * (training doc §1); vxm_dense_config_parse of the result gives back *cfg.  malloc'd (free()); NULL when out of
+ * memory. */
+char *vxm_dense_config_to_json(const vxm_dense_config *cfg);
 
 #endif

@@ -47,6 +47,7 @@ static vxm_node node_like(const builder *b, vxm_op op, const char *name, int in0
     if (in0 >= 0) {
         memcpy(n.shape, b->g->nodes[in0].shape, sizeof n.shape);
         n.channels = b->g->nodes[in0].channels;
+        n.flags = b->g->nodes[in0].flags & VXM_NODE_GRAD;
     }
     return n;
 }
@@ -62,8 +63,17 @@ static int add_conv(builder *b, int in, const char *layer, int cout, int leaky)
 {
     if (b->st)
         return -1;
-    const vxm_h5_layer *L = vxm_keras_find_layer(b->m->file, layer);
+    const vxm_h5_layer *L = b->m->file ? vxm_keras_find_layer(b->m->file, layer) : NULL;
     int cin = b->g->nodes[in].channels;
+    if (!L && b->m->new_weights) { /* a new model: parameters without values, initialised by the trainer */
+        int ksize[3], stride[3] = {1, 1, 1};
+        for (int d = 0; d < 3; d++)
+            ksize[d] = d >= 3 - b->ndim ? 3 : 1;
+        int i = vxm_graph_add_conv(b->g, in, layer, ksize, stride, cout, leaky, 0.2f, NULL, NULL);
+        if (i < 0)
+            b->st = vxm_error(b->ctx, VXM_ENOMEM, b->m->path, "out of memory building the graph");
+        return i;
+    }
     if (!L || L->nweights != 2) {
         b->st = vxm_error(b->ctx, VXM_EFORMAT, b->m->path, "layer %s with kernel and bias is missing", layer);
         return -1;
@@ -76,28 +86,26 @@ static int add_conv(builder *b, int in, const char *layer, int cout, int leaky)
                           r >= 2 ? k->dims[r - 2] : 0, k->dims[r - 1], b->ndim, cin, cout);
         return -1;
     }
-    vxm_node n = node_like(b, VXM_OP_CONV, layer, in);
+    int ksize[3], stride[3] = {1, 1, 1};
     for (int d = 0; d < 3; d++) {
         int a = d - (3 - b->ndim); /* kernel axis of this spatial axis */
-        n.conv.ksize[d] = a >= 0 ? (int)k->dims[a] : 1;
-        n.conv.stride[d] = 1;
-        vxm_same_padding(n.shape[d], n.conv.ksize[d], 1, &n.shape[d], &n.conv.pad_lo[d]);
+        ksize[d] = a >= 0 ? (int)k->dims[a] : 1;
     }
-    n.conv.leaky = leaky;
-    n.conv.alpha = 0.2f; /* LeakyReLU(0.2) after every U-Net conv, spec §2.2 */
-    n.channels = cout;
-    n.cin = cin;
-    n.w = k->data;
-    n.b = bias->data;
-    return push(b, &n);
+    /* LeakyReLU(0.2) after every U-Net conv, spec §2.2 */
+    int i = vxm_graph_add_conv(b->g, in, layer, ksize, stride, cout, leaky, 0.2f, k->data, bias->data);
+    if (i < 0)
+        b->st = vxm_error(b->ctx, VXM_ENOMEM, b->m->path, "out of memory building the graph");
+    return i;
 }
 
 static int add_pool_or_upsample(builder *b, vxm_op op, int in, const char *name)
 {
     vxm_node n = node_like(b, op, name, in);
-    axis_factors(b, 2, n.f);
+    axis_factors(b, 2, n.p.pool.f);
+    /* gradient rule of TF's CPU max-pooling: 3-D to every input within 1e-5 of the max, 2-D to the first (§0) */
+    n.p.pool.tie_tol = b->ndim == 3 ? 1e-5f : -1.0f;
     for (int d = 0; d < 3; d++)
-        n.shape[d] = op == VXM_OP_MAXPOOL ? n.shape[d] / n.f[d] : n.shape[d] * n.f[d];
+        n.shape[d] = op == VXM_OP_MAXPOOL ? n.shape[d] / n.p.pool.f[d] : n.shape[d] * n.p.pool.f[d];
     return push(b, &n);
 }
 
@@ -113,7 +121,7 @@ static int add_concat(builder *b, int a, int c, const char *name)
 static int add_scale(builder *b, int in, float s, const char *name)
 {
     vxm_node n = node_like(b, VXM_OP_SCALE, name, in);
-    n.scale = s;
+    n.p.scale.s = s;
     return push(b, &n);
 }
 
@@ -131,10 +139,10 @@ static int add_rescale(builder *b, int in, double f, vxm_resize_mapping map, con
         return -1;
     name_join(nm, name, "_resize");
     vxm_node n = node_like(b, VXM_OP_RESIZE, nm, x);
-    n.map = map;
+    n.p.resize.map = map;
     for (int d = 0; d < 3; d++) {
         int on_axis = d >= 3 - b->ndim;
-        n.factor[d] = on_axis ? (float)f : 1.0f;
+        n.p.resize.factor[d] = on_axis ? (float)f : 1.0f;
         n.shape[d] = on_axis ? (int)(n.shape[d] * f) : n.shape[d]; /* int(n * f): truncation, spec §6.1 */
         if (n.shape[d] < 1)
             n.shape[d] = 1;
@@ -213,8 +221,46 @@ static vxm_status check_shape(builder *b, const int shape[3])
     return VXM_OK;
 }
 
+/* VecInt (spec §5) as one node (inference). */
+static int add_vecint(builder *b, int v, int steps, const char *name)
+{
+    vxm_node vi = node_like(b, VXM_OP_VECINT, name, v);
+    vi.p.vecint.steps = steps;
+    return push(b, &vi);
+}
+
+/* VecInt unrolled for training: w = v / 2^T, then T times w = w + transform(w, w), so that its backward is made
+ * of transform-backward (into the sampled field and into the locations) and add nodes (training doc §2.7). */
+static int add_vecint_unrolled(builder *b, int v, int steps, const char *name)
+{
+    char nm[VXM_NODE_NAME_MAX];
+    snprintf(nm, sizeof nm, "%.80s_scale", name);
+    int w = add_scale(b, v, 1.0f / (float)(1 << steps), nm);
+    for (int s = 0; s < steps && w >= 0; s++) {
+        snprintf(nm, sizeof nm, "%.80s_%d", name, s);
+        vxm_node tr = node_like(b, VXM_OP_TRANSFORM, nm, w);
+        tr.in[1] = w;
+        tr.n_in = 2;
+        tr.p.transform.interp = VXM_INTERP_LINEAR;
+        int t = push(b, &tr);
+        if (t < 0)
+            return -1;
+        vxm_node add = node_like(b, VXM_OP_ADD, nm, w);
+        add.in[1] = t;
+        add.n_in = 2;
+        w = push(b, &add);
+    }
+    return w;
+}
+
 vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out)
+{
+    return vxm_dense_build_graph_ex(ctx, m, ndim, shape, 0, out);
+}
+
+vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3], int training,
+                                    vxm_graph **out)
 {
     const vxm_dense_config *c = &m->dense;
     *out = NULL;
@@ -233,12 +279,12 @@ vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim,
     layer_name(nm, &b, "source_input", 0, 0);
     name_join(in.name, nm, "");
     in.channels = c->src_feats;
-    in.input_index = 0;
+    in.p.input.index = 0;
     int src = push(&b, &in);
     layer_name(nm, &b, "target_input", 0, 0);
     name_join(in.name, nm, "");
     in.channels = c->trg_feats;
-    in.input_index = 1;
+    in.p.input.index = 1;
     int trg = push(&b, &in);
     layer_name(nm, &b, "unet_input_concat", 0, 0);
     int x = add_concat(&b, src, trg, nm);
@@ -250,9 +296,16 @@ vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim,
         layer_name(nm, &b, "log_sigma", 0, 0);
         int logsig = add_conv(&b, x, nm, ndim, 0);
         layer_name(nm, &b, "z_sample", 0, 0);
+        vxm_node z = node_like(&b, VXM_OP_NOISE, nm, flow);
+        z.n_in = 0;
+        z.flags = 0;
+        int noise = push(&b, &z);
         vxm_node s = node_like(&b, VXM_OP_SAMPLE, nm, flow);
         s.in[1] = logsig;
-        s.n_in = 2;
+        s.in[2] = noise;
+        s.n_in = 3;
+        b.g->out_flow_mean = flow;
+        b.g->out_flow_logvar = logsig;
         flow = push(&b, &s);
     }
     if (b.st) {
@@ -267,16 +320,16 @@ vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim,
     if (svf0 != flow0)
         flow = add_rescale(&b, flow, (double)svf0 / flow0, VXM_RESIZE_LINSPACE, nm);
     int warp = flow;
+    b.g->out_preint = flow;
     if (c->int_steps > 0) {
         int int0 = res_size(shape[a0], c->int_resolution);
         if (c->int_resolution > 1 && int0 != svf0) {
             layer_name(nm, &b, "flow_resize", 0, 0);
             warp = add_rescale(&b, warp, (double)int0 / svf0, VXM_RESIZE_LINSPACE, nm);
         }
+        b.g->out_preint = warp;
         layer_name(nm, &b, "flow_int", 0, 0);
-        vxm_node vi = node_like(&b, VXM_OP_VECINT, nm, warp);
-        vi.steps = c->int_steps;
-        warp = push(&b, &vi);
+        warp = training ? add_vecint_unrolled(&b, warp, c->int_steps, nm) : add_vecint(&b, warp, c->int_steps, nm);
         if (c->int_resolution > 1 && warp >= 0) {
             layer_name(nm, &b, "diffflow", 0, 0);
             warp = add_rescale(&b, warp, (double)shape[a0] / b.g->nodes[warp].shape[a0], VXM_RESIZE_LINSPACE, nm);
@@ -293,9 +346,9 @@ vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim,
         tr.in[1] = warp;
         tr.n_in = 2;
         tr.channels = c->src_feats;
-        tr.interp = VXM_INTERP_LINEAR;
-        tr.use_fill = c->use_fill;
-        tr.fill = c->fill_value;
+        tr.p.transform.interp = VXM_INTERP_LINEAR;
+        tr.p.transform.use_fill = c->use_fill;
+        tr.p.transform.fill = c->fill_value;
     }
     int moved = push(&b, &tr);
     if (b.st) {

@@ -1,0 +1,96 @@
+/* Internal: training a VxmDense model (issue 7) -- the engine behind `vxm train`.
+ *
+ * A trainer owns one model instantiated for one input shape on one backend: device-resident parameters, their
+ * gradients and the optimiser state (llm.c style), the forward graph with its loss nodes and the backward nodes
+ * appended by vxm_graph_build_backward (ggml style).  The loss is Keras' composition (training doc §2.6):
+ *   total = sum_i w_i * batch-mean(loss_i)
+ * with train.py's terms: image loss (MSE with 1/sigma^2, or NCC win 9) weight 1, and Grad('l2', loss_mult =
+ * int_downsize) on the pre-integration field, weight lambda. */
+#ifndef VXM_TRAIN_TRAIN_H
+#define VXM_TRAIN_TRAIN_H
+
+#include "backend.h"
+#include "model/model.h"
+
+typedef enum vxm_image_loss { VXM_LOSS_MSE = 0, VXM_LOSS_NCC = 1 } vxm_image_loss;
+typedef enum vxm_optimizer { VXM_OPT_ADAM = 0, VXM_OPT_SGD = 1 } vxm_optimizer;
+
+typedef struct vxm_train_options {
+    /* Architecture when no model file is given (train.py defaults; n_enc/n_dec == 0 -> defaults). */
+    int enc[VXM_MAX_FEATS], n_enc;
+    int dec[VXM_MAX_FEATS], n_dec;
+    int int_steps;    /* 7 */
+    int int_downsize; /* 2; also Grad's loss_mult (train.py l.176) */
+    const char *load_weights; /* VoxelMorph .h5 (architecture + weights), or NULL */
+    vxm_image_loss image_loss;
+    double image_sigma; /* MSE: 1/sigma^2 factor; default 1 */
+    double lambda;      /* weight of the Grad term; default 0.01 */
+    double lr;          /* 1e-4 */
+    vxm_optimizer optimizer;
+    double beta1, beta2, epsilon; /* Adam: 0.9, 0.999, 1e-7 */
+    unsigned long long seed; /* initialisers of a new model */
+} vxm_train_options;
+
+/* Fills the defaults above (train.py). */
+void vxm_train_options_default(vxm_train_options *o);
+
+#define VXM_MAX_LOSS_TERMS 4
+
+typedef struct vxm_train_losses {
+    int n;                                  /* number of terms */
+    const char *name[VXM_MAX_LOSS_TERMS];   /* "mse", "ncc", "grad" */
+    double weight[VXM_MAX_LOSS_TERMS];      /* Keras loss weight */
+    double value[VXM_MAX_LOSS_TERMS];       /* weighted: weight * batch-mean(loss) (like the json's terms_step0) */
+    double total;                           /* sum of value[] */
+} vxm_train_losses;
+
+typedef struct vxm_trainer vxm_trainer;
+
+/* Builds (or loads, with o->load_weights) the model for inputs of `shape` (ndim 2 or 3; 2-D: shape[0] == 1) with
+ * src/trg channel counts, uploads parameters once, allocates gradients and optimiser state.  Errors name the model
+ * file.  Every input size must be a multiple of vxm_trainer_divisor(). */
+vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train_options *o, int ndim,
+                              const int shape[3], int src_feats, int trg_feats, vxm_trainer **out);
+void vxm_trainer_free(vxm_trainer *t);
+
+/* Forward + backward over a batch of `batch` pairs (moving[b], fixed[b]: host float32, channels-last, the shape
+ * given at creation); leaves the gradient of the total loss w.r.t. every parameter in the trainer and returns the
+ * loss terms.  Returns VXM_ENUMERIC (message says which term) when a loss is NaN/Inf. */
+vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *moving, const float *const *fixed,
+                                         int batch, vxm_train_losses *losses);
+/* The current model's outputs for one pair (the forward pass of the training graph): moved image (shape x
+ * src_feats) and full-resolution warp (shape x ndim); either may be NULL. */
+vxm_status vxm_trainer_predict(vxm_trainer *t, const float *moving, const float *fixed, float *moved, float *warp);
+/* One optimiser update with the current gradients (Adam step counter t starts at 1). */
+vxm_status vxm_trainer_apply(vxm_trainer *t);
+/* compute_gradients + apply. */
+vxm_status vxm_trainer_step(vxm_trainer *t, const float *const *moving, const float *const *fixed, int batch,
+                            vxm_train_losses *losses);
+
+/* Trainable weights in Keras order: layer name, "kernel"/"bias", Keras shape.  Host copies are downloaded on
+ * request (values or current gradients), `data` must hold numel floats. */
+int vxm_trainer_num_weights(const vxm_trainer *t);
+typedef struct vxm_weight_info {
+    const char *layer; /* e.g. "vxm_dense_unet_enc_conv_0_0" */
+    const char *kind;  /* "kernel" or "bias" */
+    int rank;
+    long dims[5];      /* Keras shape, e.g. (3,3,3,Cin,Cout) or (Cout) */
+    size_t numel;
+} vxm_weight_info;
+void vxm_trainer_weight_info(const vxm_trainer *t, int i, vxm_weight_info *info);
+vxm_status vxm_trainer_read_weight(vxm_trainer *t, int i, float *data);
+vxm_status vxm_trainer_read_gradient(vxm_trainer *t, int i, float *data);
+/* Replaces weight i (numel floats) on the device (tests, finite differences). */
+vxm_status vxm_trainer_write_weight(vxm_trainer *t, int i, const float *data);
+
+/* Writes the current model as a VoxelMorph .h5 (spec §10: Python's VxmDense.load and `vxm register` read it),
+ * through a temporary file renamed into place (no partial file on failure). */
+vxm_status vxm_trainer_save(vxm_trainer *t, const char *path);
+/* Writes the current gradients, one dataset per weight /<layer>/<kernel|bias> in Keras shapes (the layout of
+ * shared/data/train/<case>_grads.h5), temp file + rename. */
+vxm_status vxm_trainer_save_gradients(vxm_trainer *t, const char *path);
+
+/* Divisor every input size must be a multiple of, and the model's config (for messages). */
+int vxm_trainer_divisor(const vxm_trainer *t);
+
+#endif

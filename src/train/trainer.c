@@ -1,0 +1,314 @@
+/* The trainer: a VxmDense instantiated for one input shape with train.py's losses (training doc §1, §2.6), its
+ * backward pass as graph nodes, device-resident parameters, gradients and optimiser state (llm.c style: one
+ * buffer per tensor, uploaded once), and Keras' Adam (§3.2) or plain SGD. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/trainer_internal.h"
+
+void vxm_train_options_default(vxm_train_options *o)
+{
+    static const int enc[] = {16, 32, 32, 32}, dec[] = {32, 32, 32, 32, 32, 16, 16}; /* train.py l.133-134 */
+    memset(o, 0, sizeof *o);
+    memcpy(o->enc, enc, sizeof enc);
+    o->n_enc = 4;
+    memcpy(o->dec, dec, sizeof dec);
+    o->n_dec = 7;
+    o->int_steps = 7;
+    o->int_downsize = 2;
+    o->image_loss = VXM_LOSS_MSE;
+    o->image_sigma = 1.0;
+    o->lambda = 0.01;
+    o->lr = 1e-4;
+    o->optimizer = VXM_OPT_ADAM;
+    o->beta1 = 0.9;
+    o->beta2 = 0.999;
+    o->epsilon = 1e-7;
+}
+
+/* The model: loaded (architecture + weights) or a new VxmDense with train.py's constructor arguments. */
+static vxm_status make_model(vxm_trainer *t, int ndim, const int shape[3], int src_feats, int trg_feats)
+{
+    const vxm_train_options *o = &t->opt;
+    vxm_status st;
+    if (o->load_weights) {
+        if ((st = vxm_model_load(t->ctx, o->load_weights, &t->model)))
+            return st;
+        const vxm_model *m = t->model;
+        if (m->kind != VXM_MODEL_VXMDENSE)
+            return vxm_error(t->ctx, VXM_EUNSUPPORTED, o->load_weights,
+                             "is a legacy Keras graph; only VxmDense models can be trained");
+        if (m->dense.use_probs || m->dense.bidir)
+            return vxm_error(t->ctx, VXM_EUNSUPPORTED, o->load_weights,
+                             "probabilistic and bidirectional models are not trainable yet");
+        if (m->src_feats != src_feats || m->trg_feats != trg_feats)
+            return vxm_error(t->ctx, VXM_ESHAPE, o->load_weights,
+                             "model expects %d/%d channels (source/target), the images have %d/%d", m->src_feats,
+                             m->trg_feats, src_feats, trg_feats);
+        if (m->ndim != ndim)
+            return vxm_error(t->ctx, VXM_ESHAPE, o->load_weights, "model is %d-D but the images are %d-D", m->ndim,
+                             ndim);
+        return VXM_OK;
+    }
+    vxm_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->path = strdup("new model"))) {
+        free(m);
+        return vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory");
+    }
+    t->model = m;
+    vxm_dense_config *c = &m->dense;
+    if (o->n_enc < 1 || o->n_dec < o->n_enc || o->n_enc > VXM_MAX_FEATS || o->n_dec > VXM_MAX_FEATS)
+        return vxm_error(t->ctx, VXM_EINVAL, "train",
+                         "need at least one encoder level and at least as many decoder as encoder features");
+    c->ndim = ndim;
+    memcpy(c->inshape, shape, sizeof c->inshape);
+    memcpy(c->enc, o->enc, sizeof(int) * (size_t)o->n_enc);
+    c->n_enc = o->n_enc;
+    memcpy(c->dec, o->dec, sizeof(int) * (size_t)o->n_dec);
+    c->n_dec = o->n_dec;
+    c->conv_per_level = 1;
+    c->int_steps = o->int_steps;
+    c->svf_resolution = 1;               /* train.py leaves it at 1: full-resolution U-Net (pipeline A) */
+    c->int_resolution = o->int_downsize; /* int_resolution = args.int_downsize (l.140-149) */
+    c->src_feats = src_feats;
+    c->trg_feats = trg_feats;
+    snprintf(c->name, sizeof c->name, "vxm_dense");
+    m->kind = VXM_MODEL_VXMDENSE;
+    m->ndim = ndim;
+    memcpy(m->inshape, shape, sizeof m->inshape);
+    m->src_feats = src_feats;
+    m->trg_feats = trg_feats;
+    m->divisor = 1 << (vxm_dense_levels(c) - 1);
+    m->new_weights = 1;
+    return VXM_OK;
+}
+
+static int add_loss(vxm_trainer *t, vxm_op op, const char *name, int a, int b, double factor, double weight)
+{
+    vxm_node n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    snprintf(n.name, sizeof n.name, "loss_%s", name);
+    n.in[0] = a;
+    n.in[1] = b;
+    n.n_in = b >= 0 ? 2 : 1;
+    n.shape[0] = n.shape[1] = n.shape[2] = n.channels = 1;
+    n.flags = VXM_NODE_LOSS | VXM_NODE_OUTPUT;
+    n.p.loss.kind = op;
+    n.p.loss.ndim = t->ndim;
+    n.p.loss.factor = factor;
+    n.p.loss.weight = weight;
+    n.p.loss.eps = 1e-5f; /* NCC eps (training doc §2.1) */
+    for (int d = 0; d < 3; d++)
+        n.p.loss.win[d] = d >= 3 - t->ndim ? 9 : 1; /* NCC window 9 on the image axes */
+    int k = t->names.n;
+    int i = vxm_graph_add(t->g, &n);
+    if (i >= 0) {
+        t->loss_node[k] = i;
+        t->names.name[k] = name;
+        t->names.weight[k] = weight;
+        t->names.n++;
+    }
+    return i;
+}
+
+/* train.py's loss list (l.156-178): [image loss (weight 1), Grad('l2', loss_mult=int_downsize) (weight lambda)]
+ * on [moved, pre-integration field]. */
+static vxm_status add_losses(vxm_trainer *t)
+{
+    vxm_graph *g = t->g;
+    int target = -1;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == VXM_OP_INPUT && g->nodes[i].p.input.index == 1)
+            target = i;
+    if (target < 0 || g->out_moved < 0 || g->out_preint < 0)
+        return vxm_error(t->ctx, VXM_EINVAL, t->model->path, "model graph lacks the outputs training needs");
+    const vxm_train_options *o = &t->opt;
+    int r;
+    if (o->image_loss == VXM_LOSS_NCC)
+        r = add_loss(t, VXM_OP_LOSS_NCC, "ncc", target, g->out_moved, 1.0, 1.0);
+    else
+        r = add_loss(t, VXM_OP_LOSS_MSE, "mse", target, g->out_moved, 1.0 / (o->image_sigma * o->image_sigma), 1.0);
+    if (r >= 0)
+        r = add_loss(t, VXM_OP_LOSS_GRAD, "grad", g->out_preint, -1, (double)o->int_downsize, o->lambda);
+    if (r < 0)
+        return vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory");
+    return VXM_OK;
+}
+
+static vxm_status alloc_state(vxm_trainer *t)
+{
+    vxm_backend *be = t->be;
+    int n = t->g->nparams;
+    t->grad = calloc((size_t)(n ? n : 1), sizeof *t->grad);
+    t->m = calloc((size_t)(n ? n : 1), sizeof *t->m);
+    t->v = calloc((size_t)(n ? n : 1), sizeof *t->v);
+    if (!t->grad || !t->m || !t->v)
+        return vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory");
+    vxm_status st = VXM_OK;
+    for (int k = 0; k < n && !st; k++) {
+        size_t cnt = t->g->params[k].numel;
+        if (!(st = be->ops->buffer_alloc(be, cnt, &t->grad[k])) && !(st = be->ops->fill(be, t->grad[k], cnt, 0)) &&
+            t->opt.optimizer == VXM_OPT_ADAM && !(st = be->ops->buffer_alloc(be, cnt, &t->m[k])) &&
+            !(st = be->ops->fill(be, t->m[k], cnt, 0)) && !(st = be->ops->buffer_alloc(be, cnt, &t->v[k])))
+            st = be->ops->fill(be, t->v[k], cnt, 0);
+    }
+    return st;
+}
+
+vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train_options *o, int ndim,
+                              const int shape[3], int src_feats, int trg_feats, vxm_trainer **out)
+{
+    *out = NULL;
+    vxm_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return vxm_error(ctx, VXM_ENOMEM, "train", "out of memory");
+    t->ctx = ctx;
+    t->be = be;
+    t->opt = *o;
+    t->ndim = ndim;
+    memcpy(t->shape, shape, sizeof t->shape);
+    vxm_status st = make_model(t, ndim, shape, src_feats, trg_feats);
+    if (!st)
+        st = vxm_dense_build_graph_ex(ctx, t->model, ndim, shape, 1, &t->g);
+    if (!st && t->model->new_weights)
+        st = vxm_trainer_init_weights(t);
+    if (!st)
+        st = add_losses(t);
+    if (!st)
+        st = vxm_graph_build_backward(ctx, t->g);
+    if (!st)
+        st = vxm_weights_upload(be, t->g, &t->w);
+    if (!st)
+        st = alloc_state(t);
+    if (st) {
+        vxm_trainer_free(t);
+        return st;
+    }
+    *out = t;
+    return VXM_OK;
+}
+
+void vxm_trainer_free(vxm_trainer *t)
+{
+    if (!t)
+        return;
+    for (int k = 0; t->g && k < t->g->nparams; k++) {
+        vxm_buffer *bufs[3] = {t->grad ? t->grad[k] : NULL, t->m ? t->m[k] : NULL, t->v ? t->v[k] : NULL};
+        for (int j = 0; j < 3; j++)
+            if (bufs[j])
+                t->be->ops->buffer_free(t->be, bufs[j]);
+        if (t->init_host)
+            free(t->init_host[k]);
+    }
+    free(t->grad);
+    free(t->m);
+    free(t->v);
+    free(t->init_host);
+    vxm_weights_free(t->w);
+    vxm_graph_free(t->g);
+    vxm_model_free(t->model);
+    free(t);
+}
+
+int vxm_trainer_divisor(const vxm_trainer *t)
+{
+    return t->model->divisor;
+}
+
+vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *moving, const float *const *fixed,
+                                         int batch, vxm_train_losses *losses)
+{
+    vxm_backend *be = t->be;
+    const vxm_graph *g = t->g;
+    if (batch < 1)
+        return vxm_error(t->ctx, VXM_EINVAL, "train", "batch size %d", batch);
+    vxm_status st = VXM_OK;
+    for (int k = 0; k < g->nparams && !st; k++)
+        st = be->ops->fill(be, t->grad[k], g->params[k].numel, 0.0f);
+    double raw[VXM_MAX_LOSS_TERMS] = {0};
+    /* Keras averages per-sample losses over the batch (training doc §2.6): the gradient is the mean of the
+     * per-sample gradients. */
+    float inv_b = 1.0f / (float)batch;
+    for (int b = 0; b < batch && !st; b++) {
+        const float *in[2] = {moving[b], fixed[b]};
+        vxm_exec *ex = NULL;
+        st = vxm_exec_begin_with(be, g, t->w, in, 2, 1, 0, &ex);
+        if (!st)
+            st = vxm_exec_run_all(ex);
+        for (int i = 0; i < t->names.n && !st; i++) {
+            float v;
+            if (!(st = vxm_exec_read(ex, t->loss_node[i], &v)))
+                raw[i] += v;
+        }
+        for (int k = 0; k < g->nparams && !st; k++) {
+            int gn = g->param_grad[k];
+            if (gn >= 0)
+                st = be->ops->axpy(be, inv_b, vxm_exec_tensor(ex, gn)->buf, t->grad[k], g->params[k].numel);
+        }
+        vxm_exec_end(ex);
+    }
+    if (st)
+        return st;
+    vxm_train_losses L = t->names;
+    L.total = 0;
+    for (int i = 0; i < L.n; i++) {
+        const vxm_loss_params *p = &g->nodes[t->loss_node[i]].p.loss;
+        L.value[i] = p->weight * p->factor * raw[i] / batch;
+        L.total += L.value[i];
+    }
+    if (losses)
+        *losses = L;
+    for (int i = 0; i < L.n; i++)
+        if (!isfinite(L.value[i]))
+            return vxm_error(t->ctx, VXM_ENUMERIC, "train", "the %s loss is %s", L.name[i],
+                             isnan(L.value[i]) ? "NaN" : "infinite");
+    return VXM_OK;
+}
+
+vxm_status vxm_trainer_predict(vxm_trainer *t, const float *moving, const float *fixed, float *moved, float *warp)
+{
+    const float *in[2] = {moving, fixed};
+    vxm_exec *ex = NULL;
+    vxm_status st = vxm_exec_begin_with(t->be, t->g, t->w, in, 2, 1, 0, &ex);
+    for (int i = 0; i < t->g->n_forward && !st; i++)
+        st = vxm_exec_step(ex, i);
+    if (!st && moved)
+        st = vxm_exec_read(ex, t->g->out_moved, moved);
+    if (!st && warp)
+        st = vxm_exec_read(ex, t->g->out_warp, warp);
+    vxm_exec_end(ex);
+    return st;
+}
+
+vxm_status vxm_trainer_apply(vxm_trainer *t)
+{
+    vxm_backend *be = t->be;
+    const vxm_train_options *o = &t->opt;
+    long step = t->step + 1;
+    /* Keras: alpha_t = lr sqrt(1 - b2^t) / (1 - b1^t), epsilon on the uncorrected sqrt(v) (§3.2) */
+    double lr_t = o->lr * sqrt(1.0 - pow(o->beta2, (double)step)) / (1.0 - pow(o->beta1, (double)step));
+    vxm_status st = VXM_OK;
+    for (int k = 0; k < t->g->nparams && !st; k++) {
+        size_t n = t->g->params[k].numel;
+        if (o->optimizer == VXM_OPT_SGD)
+            st = be->ops->sgd_update(be, t->w->buf[k], t->grad[k], n, (float)o->lr);
+        else
+            st = be->ops->adam_update(be, t->w->buf[k], t->grad[k], t->m[k], t->v[k], n, (float)lr_t,
+                                      (float)o->beta1, (float)o->beta2, (float)o->epsilon);
+    }
+    if (!st)
+        st = be->ops->finish(be);
+    if (!st)
+        t->step = step;
+    return st;
+}
+
+vxm_status vxm_trainer_step(vxm_trainer *t, const float *const *moving, const float *const *fixed, int batch,
+                            vxm_train_losses *losses)
+{
+    vxm_status st = vxm_trainer_compute_gradients(t, moving, fixed, batch, losses);
+    return st ? st : vxm_trainer_apply(t);
+}

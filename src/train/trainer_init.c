@@ -1,0 +1,73 @@
+/* Keras initialisers of a new VxmDense (training doc §3.1): U-Net conv kernels he_normal (truncated normal at
+ * +-2 sigma, sigma = sqrt(2/fan_in)/0.87962566103423978, fan_in = prod(kernel) * Cin), flow conv N(0, 1e-5),
+ * log-sigma conv N(0, 1e-10) with bias -10, other biases zero.  TF's Philox stream cannot be reproduced: only the
+ * distributions are, from a seeded splitmix64 generator. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "train/trainer_internal.h"
+
+static double uniform01(unsigned long long *s)
+{
+    unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
+}
+
+static double normal01(unsigned long long *s)
+{
+    double u1 = uniform01(s), u2 = uniform01(s);
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+vxm_status vxm_trainer_init_weights(vxm_trainer *t)
+{
+    vxm_graph *g = t->g;
+    t->init_host = calloc((size_t)(g->nparams ? g->nparams : 1), sizeof *t->init_host);
+    if (!t->init_host)
+        return vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory");
+    unsigned long long rng = t->opt.seed ^ 0x5eedULL;
+    for (int k = 0; k < g->nparams; k++) {
+        vxm_graph_param *p = &g->params[k];
+        if (p->host)
+            continue; /* loaded from the model file */
+        float *h = calloc(p->numel ? p->numel : 1, sizeof(float));
+        if (!h)
+            return vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory");
+        t->init_host[k] = h;
+        p->host = h;
+        int is_kernel = !strcmp(p->kind, "kernel");
+        int flow = ends_with(p->layer, "_flow"), logsig = ends_with(p->layer, "_log_sigma");
+        if (!is_kernel) {
+            float v = logsig ? -10.0f : 0.0f;
+            for (size_t i = 0; i < p->numel; i++)
+                h[i] = v;
+            continue;
+        }
+        if (flow || logsig) {
+            double sd = flow ? 1e-5 : 1e-10;
+            for (size_t i = 0; i < p->numel; i++)
+                h[i] = (float)(sd * normal01(&rng));
+            continue;
+        }
+        double fan_in = (double)p->numel / (double)p->dims[p->rank - 1];
+        double sd = sqrt(2.0 / fan_in) / 0.87962566103423978;
+        for (size_t i = 0; i < p->numel; i++) {
+            double z;
+            do
+                z = normal01(&rng);
+            while (fabs(z) > 2.0); /* truncated at two standard deviations, as TF's truncated_normal */
+            h[i] = (float)(sd * z);
+        }
+    }
+    return VXM_OK;
+}

@@ -1,0 +1,29 @@
+/* Internal to src/train: the trainer's state, shared by its files.
+ *   trainer.c       create / free, the training graph (losses + backward), gradients and optimiser steps
+ *   trainer_init.c  Keras initialisers for a new model (training doc §3.1)
+ *   trainer_io.c    weights in Keras order, checkpoints and gradient files */
+#ifndef VXM_TRAIN_TRAINER_INTERNAL_H
+#define VXM_TRAIN_TRAINER_INTERNAL_H
+
+#include "train/train.h"
+
+struct vxm_trainer {
+    vxm_context *ctx;
+    vxm_backend *be;
+    vxm_train_options opt;
+    vxm_model *model;   /* config (+ the file's weights when loaded) */
+    float **init_host;  /* new models: initial host values per parameter (NULL for loaded ones) */
+    vxm_graph *g;       /* forward + losses + backward */
+    int shape[3], ndim;
+    int loss_node[VXM_MAX_LOSS_TERMS];
+    vxm_weights *w;     /* device parameters, uploaded once */
+    vxm_buffer **grad, **m, **v; /* per parameter */
+    long step;          /* optimiser updates done (Adam's t of the next update is step + 1) */
+    vxm_train_losses names; /* term names and weights */
+};
+
+/* Fills host values for every parameter of a new model (he_normal truncated for U-Net convs, N(0,1e-5) for the
+ * flow head, zeros for biases); t->init_host receives the arrays. */
+vxm_status vxm_trainer_init_weights(vxm_trainer *t);
+
+#endif

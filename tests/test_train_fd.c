@@ -1,0 +1,270 @@
+/* End-to-end checks of the training engine on tiny VxmDense models (fast; no shared data needed):
+ *  1. the gradient the backward graph computes for train.py's total loss equals central finite differences of the
+ *     loss for sampled weights of every layer (2-D with scaling-and-squaring, 3-D without; MSE and NCC);
+ *  2. CPU gradients are bitwise identical for 1 and 2 threads;
+ *  3. every OpenCL device agrees with the CPU backend (relative L2 per weight tensor).
+ * Finite differences: the loss is a float32 computation (relative rounding ~1e-7 of |L|), so the step h = 1e-2 *
+ * (weight scale) keeps the rounding error of (L+ - L-)/2h near 1e-7 |L| / h ~ 1e-4 |g|-scale, and the O(h^2)
+ * curvature term (LeakyReLU kinks aside) small; we require |fd - g| <= 3e-2 * max(|g|, 1e-2 * max|g| of the tensor).
+ * The flow head is re-initialised (see make()) so that gradients reach the encoder (at Keras' N(0, 1e-5) they are
+ * 1e-5 smaller and drown in rounding) and locations avoid the kinks of the interpolation. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_backends.h"
+#include "test_util.h"
+#include "train/train.h"
+
+static unsigned long long rs = 12345;
+static double urand(void)
+{
+    unsigned long long z = (rs += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0;
+}
+
+/* Smooth random images in [0,1] (sums of a few sinusoids) so that the warp has something to align. */
+static void make_image(float *p, const int shape[3], double phase)
+{
+    for (int i = 0; i < shape[0]; i++)
+        for (int j = 0; j < shape[1]; j++)
+            for (int k = 0; k < shape[2]; k++)
+                p[((size_t)i * shape[1] + j) * shape[2] + k] =
+                    (float)(0.5 + 0.25 * sin(0.7 * j + phase) * cos(0.5 * k - phase) + 0.2 * sin(0.9 * i + 0.3 * k));
+}
+
+typedef struct tcase {
+    const char *name;
+    int shape[3];
+    int ndim, int_steps;
+    vxm_image_loss loss;
+} tcase;
+
+static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
+{
+    vxm_train_options o;
+    vxm_train_options_default(&o);
+    int enc[2] = {4, 6}, dec[3] = {6, 4, 4};
+    memcpy(o.enc, enc, sizeof enc);
+    o.n_enc = 2;
+    memcpy(o.dec, dec, sizeof dec);
+    o.n_dec = 3;
+    o.int_steps = c->int_steps;
+    o.image_loss = c->loss;
+    o.lambda = 0.5;
+    o.seed = 7;
+    vxm_trainer *t = NULL;
+    if (vxm_trainer_create(ctx, be, &o, c->ndim, c->shape, 1, 1, &t)) {
+        printf("FAIL train fd %s create on %s: %s\n", c->name, be->spec, vxm_context_error(ctx));
+        tu_failed_count++;
+        return NULL;
+    }
+    /* flow head (see the top comment): kernel U(-0.03, 0.03) so that gradients reach the encoder, bias 0.35 voxel so
+     * that sampling locations stay away from grid points, where the interpolation has a kink (TF's one-sided rule,
+     * training doc §2.7) that central differences cannot see */
+    for (int k = 0; k < vxm_trainer_num_weights(t); k++) {
+        vxm_weight_info wi;
+        vxm_trainer_weight_info(t, k, &wi);
+        size_t len = strlen(wi.layer);
+        if (len > 5 && !strcmp(wi.layer + len - 5, "_flow")) {
+            int kernel = !strcmp(wi.kind, "kernel");
+            float *w = malloc(wi.numel * sizeof(float));
+            unsigned long long save = rs;
+            rs = 99;
+            for (size_t i = 0; i < wi.numel; i++)
+                w[i] = kernel ? (float)(0.03 * (urand() * 2 - 1)) : 0.35f;
+            rs = save;
+            vxm_trainer_write_weight(t, k, w);
+            free(w);
+        }
+    }
+    return t;
+}
+
+static double total_loss(vxm_trainer *t, const float *mv, const float *fx)
+{
+    vxm_train_losses L;
+    if (vxm_trainer_compute_gradients(t, &mv, &fx, 1, &L))
+        return NAN;
+    return L.total;
+}
+
+static void fd_check(vxm_context *ctx, vxm_backend *be, const tcase *c, const float *mv, const float *fx)
+{
+    vxm_trainer *t = make(ctx, be, c);
+    if (!t)
+        return;
+    vxm_train_losses L;
+    char name[200];
+    snprintf(name, sizeof name, "train fd %s %s", c->name, be->spec);
+    if (vxm_trainer_compute_gradients(t, &mv, &fx, 1, &L)) {
+        tu_report(0, name, "%s", vxm_context_error(ctx));
+        vxm_trainer_free(t);
+        return;
+    }
+    int nw = vxm_trainer_num_weights(t), checked = 0, bad = 0;
+    double worst = 0;
+    char where[160] = "";
+    float **grads = calloc((size_t)nw, sizeof *grads);
+    for (int k = 0; k < nw; k++) {
+        vxm_weight_info wi;
+        vxm_trainer_weight_info(t, k, &wi);
+        grads[k] = malloc(wi.numel * sizeof(float));
+        vxm_trainer_read_gradient(t, k, grads[k]);
+    }
+    for (int k = 0; k < nw; k++) {
+        vxm_weight_info wi;
+        vxm_trainer_weight_info(t, k, &wi);
+        float *w = malloc(wi.numel * sizeof(float));
+        vxm_trainer_read_weight(t, k, w);
+        double gmax = 0, wscale = 0;
+        for (size_t i = 0; i < wi.numel; i++) {
+            gmax = fmax(gmax, fabs(grads[k][i]));
+            wscale = fmax(wscale, fabs(w[i]));
+        }
+        /* directional derivative along a random +-1 direction over the whole tensor: the change of the loss is
+         * summed over every weight, far above the float32 rounding of the loss (single-weight differences are not) */
+        double h = 1e-2 * (wscale > 0 ? wscale : 0.1);
+        float *wp = malloc(wi.numel * sizeof(float)), *wm = malloc(wi.numel * sizeof(float));
+        double an = 0, dot_scale = 0;
+        for (size_t i = 0; i < wi.numel; i++) {
+            double u = urand() < 0.5 ? -1.0 : 1.0;
+            wp[i] = (float)(w[i] + h * u);
+            wm[i] = (float)(w[i] - h * u);
+            /* the exact float32 steps taken */
+            an += (double)grads[k][i] * ((double)wp[i] - (double)wm[i]) * 0.5;
+            dot_scale += fabs((double)grads[k][i]) * fabs((double)wp[i] - (double)wm[i]) * 0.5;
+        }
+        vxm_trainer_write_weight(t, k, wp);
+        double lp = total_loss(t, mv, fx);
+        vxm_trainer_write_weight(t, k, wm);
+        double lm = total_loss(t, mv, fx);
+        vxm_trainer_write_weight(t, k, w);
+        double fd = 0.5 * (lp - lm);
+        double err = fabs(fd - an) / fmax(fabs(an), 1e-2 * dot_scale + 1e-15);
+        (void)gmax;
+        checked++;
+        if (!(err <= worst)) {
+            worst = err;
+            snprintf(where, sizeof where, "%s/%s: analytic %.6g, fd %.6g", wi.layer, wi.kind, an, fd);
+        }
+        if (!(err <= 0.2))
+            bad++;
+        free(wp);
+        free(wm);
+        free(w);
+    }
+    tu_report(!bad && checked > 0, name, "%d of %d sampled weights off; worst relative error %.3g at %s", bad, checked,
+              worst, where);
+    printf("  %s: %d weights checked, worst relative error %.3g (%s)\n", name, checked, worst, where);
+    for (int k = 0; k < nw; k++)
+        free(grads[k]);
+    free(grads);
+    vxm_trainer_free(t);
+}
+
+/* Gradients of the same model and data, downloaded. */
+static float **grads_on(vxm_context *ctx, vxm_backend *be, const tcase *c, const float *mv, const float *fx, int *nw)
+{
+    vxm_trainer *t = make(ctx, be, c);
+    if (!t)
+        return NULL;
+    vxm_train_losses L;
+    float **g = NULL;
+    if (!vxm_trainer_compute_gradients(t, &mv, &fx, 1, &L)) {
+        *nw = vxm_trainer_num_weights(t);
+        g = calloc((size_t)*nw, sizeof *g);
+        for (int k = 0; k < *nw; k++) {
+            vxm_weight_info wi;
+            vxm_trainer_weight_info(t, k, &wi);
+            g[k] = malloc(wi.numel * sizeof(float) + sizeof(size_t));
+            vxm_trainer_read_gradient(t, k, g[k]);
+        }
+    } else {
+        printf("FAIL train gradients %s on %s: %s\n", c->name, be->spec, vxm_context_error(ctx));
+        tu_failed_count++;
+    }
+    vxm_trainer_free(t);
+    return g;
+}
+
+static void free_grads(float **g, int n)
+{
+    for (int k = 0; g && k < n; k++)
+        free(g[k]);
+    free(g);
+}
+
+int main(void)
+{
+    vxm_context *ctx = vxm_context_create();
+    tb_list l;
+    tb_open_all(ctx, &l);
+    static const tcase cases[] = {
+        {"2d_mse_int2", {1, 12, 16}, 2, 2, VXM_LOSS_MSE},
+        {"2d_ncc_int0", {1, 12, 16}, 2, 0, VXM_LOSS_NCC},
+        {"3d_mse_int1", {8, 8, 12}, 3, 1, VXM_LOSS_MSE},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const tcase *tc = &cases[c];
+        size_t n = (size_t)tc->shape[0] * tc->shape[1] * tc->shape[2];
+        float *mv = malloc(n * sizeof(float)), *fx = malloc(n * sizeof(float));
+        make_image(mv, tc->shape, 0.0);
+        make_image(fx, tc->shape, 0.6);
+        for (int b = 0; b < l.n; b++)
+            fd_check(ctx, l.be[b], tc, mv, fx);
+        /* determinism over thread counts, then agreement of every device with the CPU backend */
+        int nw = 0, nw2 = 0;
+        vxm_context_set_threads(ctx, 1);
+        float **g1 = grads_on(ctx, l.be[0], tc, mv, fx, &nw);
+        vxm_context_set_threads(ctx, 2);
+        float **g2 = grads_on(ctx, l.be[0], tc, mv, fx, &nw2);
+        vxm_context_set_threads(ctx, 0);
+        if (g1 && g2) {
+            vxm_trainer *t = make(ctx, l.be[0], tc);
+            int same = nw == nw2;
+            for (int k = 0; same && k < nw; k++) {
+                vxm_weight_info wi;
+                vxm_trainer_weight_info(t, k, &wi);
+                same = !memcmp(g1[k], g2[k], wi.numel * sizeof(float));
+            }
+            char nm[128];
+            snprintf(nm, sizeof nm, "train %s cpu gradients bitwise identical for 1 and 2 threads", tc->name);
+            tu_report(same, nm, "gradients differ between thread counts");
+            for (int b = 1; b < l.n; b++) {
+                int nwb = 0;
+                float **gb = grads_on(ctx, l.be[b], tc, mv, fx, &nwb);
+                double worst = 0;
+                for (int k = 0; gb && k < nw; k++) {
+                    vxm_weight_info wi;
+                    vxm_trainer_weight_info(t, k, &wi);
+                    double num = 0, den = 0;
+                    for (size_t i = 0; i < wi.numel; i++) {
+                        double d = (double)gb[k][i] - g1[k][i];
+                        num += d * d;
+                        den += (double)g1[k][i] * g1[k][i];
+                    }
+                    double e = den > 0 ? sqrt(num / den) : sqrt(num);
+                    if (!(e <= worst))
+                        worst = e;
+                }
+                snprintf(nm, sizeof nm, "train %s gradients %s vs cpu", tc->name, l.be[b]->spec);
+                /* float32 sums in different orders: ~1e-6 relative; 1e-4 leaves margin (a wrong rule is >= 1e-2) */
+                tu_report(gb && worst <= 1e-4, nm, "worst per-tensor relative L2 %.3g (tolerance 1e-4)", worst);
+                free_grads(gb, nwb);
+            }
+            vxm_trainer_free(t);
+        }
+        free_grads(g1, nw);
+        free_grads(g2, nw2);
+        free(mv);
+        free(fx);
+    }
+    tb_close_all(&l);
+    vxm_context_free(ctx);
+    return tu_exit_code();
+}
