@@ -146,52 +146,35 @@ __kernel void vxm_st_backward_sort(__global const uint *start, __global uint *li
     }
 }
 
-/* Grid (image voxels, channels). */
+/* One colour of the scatter: the cells whose indices have parities (p0, p1, p2), one work-item per cell (sub-lattice
+ * c0 x c1 x c2).  A cell's corners span only its own index and the next on each axis, so two cells of one colour never
+ * touch the same image voxel: the += below never races, and the host runs the 8 colours in a fixed order. */
 __kernel void vxm_st_backward_img(__global const float *disp, __global const float *dy, __global const uint *start,
                                   __global const uint *list, __global float *dimg, int n0, int n1, int n2, int nch,
-                                  int m1, int m2, int ndim, uint ncell)
+                                  int m1, int m2, int ndim, int p0, int p1, int p2, int c1, int c2, uint ncol)
 {
-    uint u = get_global_id(0);
-    int c = (int)get_global_id(1);
-    if (u >= ncell)
+    uint g = get_global_id(0);
+    if (g >= ncol)
         return;
-    int a0, a1, a2;
-    vxm_unravel(u, n1, n2, &a0, &a1, &a2);
-    /* candidate cells: lo in {a-1, a} on displaced axes, lo == a on fixed ones */
-    uint head[8], end[8];
-    int nc = 0;
-    for (int t = 0; t < 8; t++) {
-        int i = a0 - ((t >> 2) & 1), j = a1 - ((t >> 1) & 1), k = a2 - (t & 1);
-        int skip = (i < 0 || j < 0 || k < 0) || (i != a0 && 3 - ndim > 0) || (j != a1 && 3 - ndim > 1);
-        uint cell = skip ? 0u : (uint)((i * n1 + j) * n2 + k);
-        head[nc] = skip ? 0u : start[cell];
-        end[nc] = skip ? 0u : start[cell + 1];
-        nc += skip ? 0 : 1;
-    }
-    uint hv[8]; /* value at each head (0xffffffff: list exhausted), so a merge step reads one list entry */
-    for (int t = 0; t < 8; t++)
-        hv[t] = t < nc && head[t] < end[t] ? list[head[t]] : 0xffffffffu;
+    int i, j, k;
+    vxm_unravel(g, c1, c2, &i, &j, &k);
+    uint cell = (uint)(((2 * i + p0) * n1 + 2 * j + p1) * n2 + 2 * k + p2);
     int first = 3 - ndim, na = first > 0 ? 1 : 2, nb = first > 1 ? 1 : 2;
-    float acc = 0.0f;
-    for (;;) {
-        int best = 0;
-        for (int t = 1; t < nc; t++)
-            best = hv[t] < hv[best] ? t : best;
-        uint bv = hv[best];
-        if (bv == 0xffffffffu)
-            break;
-        head[best]++;
-        hv[best] = head[best] < end[best] ? list[head[best]] : 0xffffffffu;
-        /* the forward's corners of bv (vxm_corners_linear: same weights, same order) that land on this voxel */
+    for (uint s = start[cell]; s < start[cell + 1]; s++) {
+        uint v = list[s];
         float p[3], wl[3], wh[3];
         int lo[3], hi[3];
-        vxm_st_axes(disp, bv, n0, n1, n2, m1, m2, ndim, 0, p, lo, hi, wl, wh);
-        float g = dy[(ulong)bv * (ulong)nch + (ulong)c];
+        vxm_st_axes(disp, v, n0, n1, n2, m1, m2, ndim, 0, p, lo, hi, wl, wh);
+        __global const float *gv = dy + (ulong)v * (ulong)nch;
+        /* the forward's corners (vxm_corners_linear: same weights, same order) */
         for (int a = 0; a < na; a++)
             for (int b = 0; b < nb; b++)
-                for (int d = 0; d < 2; d++)
-                    if ((a ? hi[0] : lo[0]) == a0 && (b ? hi[1] : lo[1]) == a1 && (d ? hi[2] : lo[2]) == a2)
-                        acc += (((a ? wh[0] : wl[0]) * (b ? wh[1] : wl[1])) * (d ? wh[2] : wl[2])) * g;
+                for (int d = 0; d < 2; d++) {
+                    float w = ((a ? wh[0] : wl[0]) * (b ? wh[1] : wl[1])) * (d ? wh[2] : wl[2]);
+                    ulong off = (((ulong)(a ? hi[0] : lo[0]) * (ulong)n1 + (ulong)(b ? hi[1] : lo[1])) * (ulong)n2 +
+                                 (ulong)(d ? hi[2] : lo[2])) * (ulong)nch;
+                    for (int c = 0; c < nch; c++)
+                        dimg[off + c] += w * gv[c];
+                }
     }
-    dimg[(ulong)u * (ulong)nch + (ulong)c] = acc;
 }
