@@ -43,7 +43,7 @@ static void np_gradient(const double *f, const int *dims, int nd, int axis, doub
 /* det J per voxel (malloc'd), NULL on allocation failure. */
 static double *ref_jacobian(const vxm_volume *w)
 {
-    int nd = w->ndim, dims[3] = {1, 1, 1};
+    int nd = w->ndim == 3 ? 3 : 2, dims[3] = {1, 1, 1};
     if (nd == 3) {
         dims[0] = w->shape[0];
         dims[1] = w->shape[1];
