@@ -69,12 +69,11 @@ __kernel void vxm_st_backward_disp(__global const float *img, __global const flo
     }
 }
 
-/* dimg is the scatter of dy with the trilinear weights, computed as a gather so that it is deterministic: every
- * output voxel is keyed by its base cell (the lo corner, an image voxel index); cells are counted (integer atomics
- * are exact), prefix-summed (01_reduce.cl), filled, and each cell's list sorted by output voxel; an image voxel then
- * merges the lists of the <= 8 cells whose corners can reach it in increasing output-voxel order.  The sum is
- * therefore the serial scatter "for v ascending, for corners in order: dimg[corner] += w * dy[v]", whatever the
- * scheduling.  Key -1: filled voxel, no gradient. */
+/* dimg is the scatter of dy with the trilinear weights, made deterministic without float atomics: every output
+ * voxel is keyed by its base cell (the lo corner, an image voxel index); cells are counted (integer atomics are
+ * exact), prefix-summed (01_reduce.cl), filled, and each cell's list sorted by output voxel; then the cells scatter
+ * their lists in 8 conflict-free colours (vxm_st_backward_img).  Every image voxel thus receives its terms in a fixed
+ * order -- colour, then output voxel, then corner -- whatever the scheduling.  Key -1: filled voxel, no gradient. */
 static inline int vxm_st_key(__global const float *disp, uint v, int n0, int n1, int n2, int m1, int m2, int ndim,
                              int use_fill)
 {

@@ -6,6 +6,9 @@
  *   cl_ops.c      every other op of vxm_backend_ops
  *   cl_conv_backward.c  training: convolution gradients (data via the forward kernel, filter / bias reductions)
  *   cl_nn_backward.c    training: backward ops of the other layers (pool, upsample, slice, add, sample, resize)
+ *   cl_transform_backward.c  training: spatial transform backward (deterministic scatter of the image gradient)
+ *   cl_loss.c     training: MSE, NCC, Grad, Dice, KL losses and gradients (deterministic chunked sums)
+ *   cl_optim.c    training: Adam, SGD, axpy, fill
  *
  * All kernels live in the cl/ directory, embedded at build time (vxm_cl_sources[]) and compiled once per backend
  * into one program.  Work is queued on one in-order queue; ops return once their kernels are enqueued, buffer_read and

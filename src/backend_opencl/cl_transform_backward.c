@@ -1,18 +1,16 @@
 /* Backward of the linear spatial transform (training doc §2.7; kernels in cl/spatial_transform_backward.cl).
  *
  * ddisp: one kernel, one work-item per output voxel.
- * dimg: a deterministic scatter-add without float atomics, as a gather over output voxels bucketed by their base cell
+ * dimg: a deterministic scatter-add without float atomics, over output voxels bucketed by their base cell
  * (the lo corner): count per cell (integer atomics, exact) -> exclusive prefix sum (cl/01_reduce.cl) -> fill the cell
- * lists -> sort each list by output voxel -> every image voxel merges the lists of its <= 8 neighbouring cells in
- * increasing output-voxel order.  dimg is thus the serial scatter in output-voxel order whatever the scheduling.
+ * lists -> sort each list by output voxel -> the cells scatter their lists in 8 colours (index parities; cells of one
+ * colour share no image voxel, so no races), in a fixed order.  The sum order of every dimg element -- colour, output
+ * voxel, corner -- is independent of the scheduling.
  * Scratch: A = list (one uint per output voxel) + scan chunk totals, B = per-cell count / fill cursor,
  * C = per-cell start (ncell + 1). */
 #include <math.h>
-#include <stdio.h>
-#include <time.h>
 
 #include "backend_opencl/cl_internal.h"
-static double tnow(vxm_backend *be){clFinish(vxm_cl_of(be)->queue);struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec+1e-9*t.tv_nsec;}
 
 static size_t nvox_of(const vxm_tensor *t)
 {
@@ -58,6 +56,17 @@ static vxm_status checks(vxm_backend *be, const vxm_tensor *img, const vxm_tenso
     return VXM_OK;
 }
 
+/* Image shape and channels, output grid rows, ndim: the grid description of the disp and img kernels. */
+static void grid_args(vxm_cl_args *a, const vxm_tensor *img, const vxm_tensor *disp, int ndim)
+{
+    for (int d = 0; d < 3; d++)
+        vxm_cl_arg_int(a, img->shape[d]);
+    vxm_cl_arg_int(a, img->channels);
+    vxm_cl_arg_int(a, disp->shape[1]);
+    vxm_cl_arg_int(a, disp->shape[2]);
+    vxm_cl_arg_int(a, ndim);
+}
+
 static vxm_status backward_disp(vxm_backend *be, const vxm_tensor *img, const vxm_tensor *disp, const vxm_tensor *dy,
                                 int ndim, int use_fill, vxm_tensor *ddisp)
 {
@@ -67,12 +76,7 @@ static vxm_status backward_disp(vxm_backend *be, const vxm_tensor *img, const vx
     vxm_cl_arg_mem(&a, disp->buf->mem);
     vxm_cl_arg_mem(&a, dy->buf->mem);
     vxm_cl_arg_mem(&a, ddisp->buf->mem);
-    for (int d = 0; d < 3; d++)
-        vxm_cl_arg_int(&a, img->shape[d]);
-    vxm_cl_arg_int(&a, img->channels);
-    vxm_cl_arg_int(&a, disp->shape[1]);
-    vxm_cl_arg_int(&a, disp->shape[2]);
-    vxm_cl_arg_int(&a, ndim);
+    grid_args(&a, img, disp, ndim);
     vxm_cl_arg_int(&a, use_fill != 0);
     vxm_cl_arg_uint(&a, (unsigned)nvox_of(disp));
     vxm_status st = vxm_cl_args_done(be, &a, VXM_K_ST_BWD_DISP);
@@ -93,11 +97,8 @@ static void key_args(vxm_cl_args *a, const vxm_tensor *img, const vxm_tensor *di
 
 static vxm_status go(vxm_backend *be, vxm_cl_args *a, vxm_cl_kid kid, size_t n)
 {
-    double t0 = tnow(be);
     vxm_status st = vxm_cl_args_done(be, a, kid);
-    st = st ? st : vxm_cl_launch1(be, kid, n);
-    fprintf(stderr, "  %s %.3f\n", vxm_cl_kernel_names[kid], tnow(be) - t0);
-    return st;
+    return st ? st : vxm_cl_launch1(be, kid, n);
 }
 
 static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm_tensor *disp, const vxm_tensor *dy,
@@ -105,7 +106,7 @@ static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm
 {
     vxm_cl *cl = vxm_cl_of(be);
     size_t ncell = nvox_of(img), m = nvox_of(disp);
-    if (ncell >= 0xffffffffu || m >= 0xffffffffu)
+    if (ncell >= 0x7fffffffu || m >= 0xffffffffu) /* cell keys are ints in the kernels */
         return vxm_error(be->ctx, VXM_EUNSUPPORTED, be->spec, "spatial_transform_backward: too many voxels");
     /* Scan partition: any chunking gives the same (integer) result; sqrt balances the two serial phases. */
     size_t chunk = (size_t)ceil(sqrt((double)ncell));
@@ -170,25 +171,35 @@ static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm
     vxm_cl_arg_uint(&a, (unsigned)ncell);
     if ((st = go(be, &a, VXM_K_ST_BWD_SORT, ncell)))
         return st;
-    vxm_cl_args_begin(&a, cl, VXM_K_ST_BWD_IMG);
-    vxm_cl_arg_mem(&a, disp->buf->mem);
-    vxm_cl_arg_mem(&a, dy->buf->mem);
-    vxm_cl_arg_mem(&a, C);
-    vxm_cl_arg_mem(&a, A);
+    vxm_cl_args_begin(&a, cl, VXM_K_FILL); /* dimg = 0, then the 8 colours add in a fixed order */
     vxm_cl_arg_mem(&a, dimg->buf->mem);
-    for (int d = 0; d < 3; d++)
-        vxm_cl_arg_int(&a, img->shape[d]);
-    vxm_cl_arg_int(&a, img->channels);
-    vxm_cl_arg_int(&a, disp->shape[1]);
-    vxm_cl_arg_int(&a, disp->shape[2]);
-    vxm_cl_arg_int(&a, ndim);
-    vxm_cl_arg_uint(&a, (unsigned)ncell);
-    if ((st = vxm_cl_args_done(be, &a, VXM_K_ST_BWD_IMG)))
+    vxm_cl_arg_float(&a, 0.0f);
+    vxm_cl_arg_ulong(&a, vxm_tensor_numel(img));
+    if ((st = go(be, &a, VXM_K_FILL, vxm_tensor_numel(img))))
         return st;
-    double t0 = tnow(be);
-    st = vxm_cl_launch2(be, VXM_K_ST_BWD_IMG, ncell, (size_t)img->channels);
-    fprintf(stderr, "img %.3f\n", tnow(be) - t0);
-    return st;
+    for (int colour = 0; colour < 8; colour++) {
+        int par[3] = {colour >> 2, (colour >> 1) & 1, colour & 1}, cnt[3];
+        for (int d = 0; d < 3; d++)
+            cnt[d] = (img->shape[d] - par[d] + 1) / 2;
+        size_t ncol = (size_t)cnt[0] * (size_t)cnt[1] * (size_t)cnt[2];
+        if (ncol == 0)
+            continue;
+        vxm_cl_args_begin(&a, cl, VXM_K_ST_BWD_IMG);
+        vxm_cl_arg_mem(&a, disp->buf->mem);
+        vxm_cl_arg_mem(&a, dy->buf->mem);
+        vxm_cl_arg_mem(&a, C);
+        vxm_cl_arg_mem(&a, A);
+        vxm_cl_arg_mem(&a, dimg->buf->mem);
+        grid_args(&a, img, disp, ndim);
+        for (int d = 0; d < 3; d++)
+            vxm_cl_arg_int(&a, par[d]);
+        vxm_cl_arg_int(&a, cnt[1]);
+        vxm_cl_arg_int(&a, cnt[2]);
+        vxm_cl_arg_uint(&a, (unsigned)ncol);
+        if ((st = go(be, &a, VXM_K_ST_BWD_IMG, ncol)))
+            return st;
+    }
+    return VXM_OK;
 }
 
 vxm_status vxm_cl_spatial_transform_backward(vxm_backend *be, const vxm_tensor *img, const vxm_tensor *disp,
@@ -198,10 +209,8 @@ vxm_status vxm_cl_spatial_transform_backward(vxm_backend *be, const vxm_tensor *
     vxm_status st = checks(be, img, disp, dy, ndim, dimg, ddisp);
     if (st)
         return st;
-    double t0 = tnow(be);
     if (ddisp && (st = backward_disp(be, img, disp, dy, ndim, use_fill, ddisp)))
         return st;
-    fprintf(stderr, "disp %.3f\n", tnow(be) - t0);
     if (dimg)
         return backward_img(be, img, disp, dy, ndim, use_fill, dimg);
     return VXM_OK;

@@ -2,6 +2,8 @@
 #ifndef VXM_CLI_H
 #define VXM_CLI_H
 
+#include <stdio.h>
+
 #include "vxm.h"
 
 /* Prints "vxm: <subject>: <problem>" from the context's last error; returns the exit status (1). */
@@ -54,6 +56,11 @@ vxm_status cli_open_backend(vxm_context *ctx, const cli_device_opts *d, vxm_back
 /* The option loop's shared part: the device options (when dev != NULL) and the n string options of `opts`.
  * 1: consumed, 0: none of these, -1: missing or bad value (message printed; exit with 2). */
 int cli_common_option(cli_args *a, cli_device_opts *dev, const cli_string_opt *opts, int n);
+/* The option loop: advances to the next option that is not a shared one (cli_common_option) and not --help
+ * (usage(stdout) printed).  1: an option for the caller in a->name; 0: the end; CLI_HELP after --help (exit
+ * 0); -1 after a bad value (message printed; exit 2). */
+#define CLI_HELP (-2)
+int cli_next_option(cli_args *a, cli_device_opts *dev, const cli_string_opt *opts, int n, void (*usage)(FILE *));
 /* Monotonic wall-clock seconds. */
 double cli_now_seconds(void);
 

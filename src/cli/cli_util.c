@@ -170,6 +170,22 @@ int cli_common_option(cli_args *a, cli_device_opts *dev, const cli_string_opt *o
     return 0;
 }
 
+int cli_next_option(cli_args *a, cli_device_opts *dev, const cli_string_opt *opts, int n, void (*usage)(FILE *))
+{
+    while (cli_next(a)) {
+        int r = cli_common_option(a, dev, opts, n);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            continue;
+        if (!cli_is_help(a))
+            return 1;
+        usage(stdout);
+        return CLI_HELP;
+    }
+    return 0;
+}
+
 double cli_now_seconds(void)
 {
     struct timespec ts;

@@ -41,29 +41,15 @@ static int check_shapes(const char *fixed_path, const vxm_volume *fixed, const c
 int cmd_qc(int argc, char **argv)
 {
     const char *fixed = NULL, *moving = NULL, *moved = NULL, *warp = NULL, *out = NULL;
+    const cli_string_opt strings[] = {
+        {"--fixed", &fixed}, {"--moving", &moving}, {"--moved", &moved}, {"--warp", &warp}, {"--out", &out}};
     cli_args a;
     cli_args_init(&a, argc, argv);
-    while (cli_next(&a)) {
-        const char **target = NULL;
-        if (cli_is(&a, "--help") || cli_is(&a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (cli_is(&a, "--fixed")) {
-            target = &fixed;
-        } else if (cli_is(&a, "--moving")) {
-            target = &moving;
-        } else if (cli_is(&a, "--moved")) {
-            target = &moved;
-        } else if (cli_is(&a, "--warp")) {
-            target = &warp;
-        } else if (cli_is(&a, "--out")) {
-            target = &out;
-        } else {
-            return cli_usage_error("qc: unknown option '%s' (see vxm qc --help)", a.name);
-        }
-        if (!(*target = cli_value(&a)))
-            return 2;
-    }
+    int r = cli_next_option(&a, NULL, strings, (int)(sizeof strings / sizeof strings[0]), usage);
+    if (r > 0)
+        return cli_usage_error("qc: unknown option '%s' (see vxm qc --help)", a.name);
+    if (r)
+        return r == CLI_HELP ? 0 : 2;
     if (!fixed || !moving || !moved || !out) {
         usage(stderr);
         return cli_usage_error("qc: --fixed, --moving, --moved and --out are required");

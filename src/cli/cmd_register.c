@@ -48,17 +48,10 @@ static int parse(int argc, char **argv, reg_opts *o)
     };
     cli_args a;
     cli_args_init(&a, argc, argv);
-    while (cli_next(&a)) {
-        int r = cli_common_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]));
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
+    int r;
+    while ((r = cli_next_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]), usage)) > 0) {
         const char *v = NULL;
-        if (cli_is_help(&a)) {
-            usage(stdout);
-            return -1;
-        } else if (cli_is(&a, "--multichannel")) {
+        if (cli_is(&a, "--multichannel")) {
             o->multichannel = 1;
         } else if (cli_is(&a, "--check")) {
             o->check = 1;
@@ -73,6 +66,8 @@ static int parse(int argc, char **argv, reg_opts *o)
             return cli_usage_error("register: unknown option '%s' (see vxm register --help)", a.name);
         }
     }
+    if (r)
+        return r == CLI_HELP ? -1 : 2;
     if (o->batch && (o->moving || o->fixed || o->moved || o->warp || o->qc))
         return cli_usage_error("register: --batch replaces --moving/--fixed/--moved/--warp/--qc");
     if (!o->model || (!o->batch && (!o->moving || !o->fixed || !o->moved))) {

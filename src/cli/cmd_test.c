@@ -132,16 +132,9 @@ static int parse(int argc, char **argv, test_opts *o)
     };
     cli_args a;
     cli_args_init(&a, argc, argv);
-    while (cli_next(&a)) {
-        int r = cli_common_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]));
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        if (cli_is_help(&a)) {
-            usage(stdout);
-            return -1;
-        } else if (cli_is(&a, "--multichannel")) {
+    int r;
+    while ((r = cli_next_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]), usage)) > 0) {
+        if (cli_is(&a, "--multichannel")) {
             o->multichannel = 1;
         } else if (cli_is(&a, "--scans")) {
             /* --scans S1 S2 ...: every following argument up to the next option */
@@ -153,6 +146,8 @@ static int parse(int argc, char **argv, test_opts *o)
             return cli_usage_error("test: unknown option '%s' (see vxm test --help)", a.name);
         }
     }
+    if (r)
+        return r == CLI_HELP ? -1 : 2;
     if (!o->model || (!o->pairs && !o->atlas)) {
         usage(stderr);
         return cli_usage_error("test: --model and either --pairs or --atlas with --scans are required");

@@ -137,25 +137,21 @@ static int parse(int argc, char **argv, train_cli *o)
     };
     cli_args a;
     cli_args_init(&a, argc, argv);
-    while (cli_next(&a)) {
-        int r = cli_common_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]));
-        if (!r)
-            r = numeric_option(&a, nums, (int)(sizeof nums / sizeof nums[0]));
-        if (r < 0)
-            return 2;
-        if (cli_is(&a, "--int-steps") || cli_is(&a, "--int-downsize"))
-            o->have_arch = 1;
+    int r;
+    while ((r = cli_next_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]), usage)) > 0) {
+        int arch = cli_is(&a, "--int-steps") || cli_is(&a, "--int-downsize") || cli_is(&a, "--enc") ||
+                   cli_is(&a, "--dec");
+        o->have_arch |= arch;
         o->have_tolerance |= cli_is(&a, "--tolerance");
-        if (r > 0)
+        int n = numeric_option(&a, nums, (int)(sizeof nums / sizeof nums[0]));
+        if (n < 0)
+            return 2;
+        if (n > 0)
             continue;
-        if (cli_is_help(&a)) {
-            usage(stdout);
-            return -1;
-        } else if (cli_is(&a, "--enc") || cli_is(&a, "--dec")) {
+        if (cli_is(&a, "--enc") || cli_is(&a, "--dec")) {
             int enc = cli_is(&a, "--enc");
             if (parse_features(&a, enc ? o->opt.enc : o->opt.dec, enc ? &o->opt.n_enc : &o->opt.n_dec))
                 return 2;
-            o->have_arch = 1;
         } else if (cli_is(&a, "--seed")) {
             const char *v = cli_value(&a);
             if (!v || cli_parse_u64("--seed", v, &o->data.seed))
@@ -166,6 +162,8 @@ static int parse(int argc, char **argv, train_cli *o)
             return cli_usage_error("train: unknown option '%s' (see vxm train --help)", a.name);
         }
     }
+    if (r)
+        return r == CLI_HELP ? -1 : 2;
     o->opt.seed = o->data.seed;
     if (!o->model_dir || (!o->data.pairs && !o->data.img_list)) {
         usage(stderr);
@@ -429,12 +427,11 @@ static int train_loop(train_run *r)
     return 0;
 }
 
-int cmd_train(int argc, char **argv)
+/* The whole run after option parsing; returns the exit status. */
+static int train(const train_cli *op)
 {
-    train_cli o;
-    int rc = parse(argc, argv, &o);
-    if (rc)
-        return rc < 0 ? 0 : rc;
+    const train_cli o = *op;
+    int rc = 1;
     vxm_context *ctx = vxm_context_create();
     vxm_backend *be = NULL;
     vxm_trainer *t = NULL;
@@ -443,7 +440,6 @@ int cmd_train(int argc, char **argv)
     size_t ckpt_len = strlen(o.model_dir) + 32;
     char *ckpt = malloc(ckpt_len), *last = calloc(1, ckpt_len);
     const float **mov = malloc(sizeof(float *) * (size_t)o.batch), **fix = malloc(sizeof(float *) * (size_t)o.batch);
-    rc = 1;
     if (!ctx || !ckpt || !last || !mov || !fix) {
         fprintf(stderr, "vxm: out of memory\n");
         goto done;
@@ -490,4 +486,11 @@ done:
     train_data_free(&d);
     vxm_context_free(ctx);
     return rc;
+}
+
+int cmd_train(int argc, char **argv)
+{
+    train_cli o;
+    int rc = parse(argc, argv, &o);
+    return rc ? (rc < 0 ? 0 : rc) : train(&o);
 }

@@ -18,32 +18,15 @@ int cmd_warp(int argc, char **argv)
     cli_device_opts dev;
     memset(&dev, 0, sizeof dev);
     dev.device = "cpu";
+    const cli_string_opt strings[] = {
+        {"--moving", &moving}, {"--warp", &warp_path}, {"--moved", &moved_path}, {"--interp", &interp}};
     cli_args a;
     cli_args_init(&a, argc, argv);
-    while (cli_next(&a)) {
-        const char **target = NULL;
-        int r = cli_device_option(&a, &dev);
-        if (r < 0)
-            return 2;
-        if (r > 0)
-            continue;
-        if (cli_is(&a, "--help") || cli_is(&a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (cli_is(&a, "--moving")) {
-            target = &moving;
-        } else if (cli_is(&a, "--warp")) {
-            target = &warp_path;
-        } else if (cli_is(&a, "--moved")) {
-            target = &moved_path;
-        } else if (cli_is(&a, "--interp")) {
-            target = &interp;
-        } else {
-            return cli_usage_error("warp: unknown option '%s' (see vxm warp --help)", a.name);
-        }
-        if (!(*target = cli_value(&a)))
-            return 2;
-    }
+    int r = cli_next_option(&a, &dev, strings, (int)(sizeof strings / sizeof strings[0]), usage);
+    if (r > 0)
+        return cli_usage_error("warp: unknown option '%s' (see vxm warp --help)", a.name);
+    if (r)
+        return r == CLI_HELP ? 0 : 2;
     if (!moving || !warp_path || !moved_path) {
         usage(stderr);
         return cli_usage_error("warp: --moving, --warp and --moved are required");

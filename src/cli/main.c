@@ -21,6 +21,14 @@ static void usage(FILE *f)
             VXM_VERSION_STRING);
 }
 
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+} commands[] = {
+    {"register", cmd_register}, {"warp", cmd_warp}, {"dice", cmd_dice},       {"test", cmd_test},
+    {"train", cmd_train},       {"qc", cmd_qc},     {"devices", cmd_devices}, {"info", cmd_info},
+};
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -28,22 +36,9 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    if (!strcmp(cmd, "register"))
-        return cmd_register(argc - 1, argv + 1);
-    if (!strcmp(cmd, "warp"))
-        return cmd_warp(argc - 1, argv + 1);
-    if (!strcmp(cmd, "dice"))
-        return cmd_dice(argc - 1, argv + 1);
-    if (!strcmp(cmd, "test"))
-        return cmd_test(argc - 1, argv + 1);
-    if (!strcmp(cmd, "train"))
-        return cmd_train(argc - 1, argv + 1);
-    if (!strcmp(cmd, "qc"))
-        return cmd_qc(argc - 1, argv + 1);
-    if (!strcmp(cmd, "devices"))
-        return cmd_devices(argc - 1, argv + 1);
-    if (!strcmp(cmd, "info"))
-        return cmd_info(argc - 1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(cmd, commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;
