@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/rng.h"
 #include "graph/graph.h"
 
 struct vxm_exec {
@@ -153,16 +154,6 @@ vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *movi
     return vxm_exec_begin_with(be, g, NULL, in, 2, deterministic, seed, out);
 }
 
-/* splitmix64 + Box-Muller: reproducible N(0,1) noise for sampling mode (TF's stream cannot be matched). */
-static double next_uniform(unsigned long long *s)
-{
-    unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
-}
-
 static vxm_status run_noise(vxm_exec *ex, vxm_tensor *y)
 {
     vxm_backend *be = ex->be;
@@ -172,10 +163,8 @@ static vxm_status run_noise(vxm_exec *ex, vxm_tensor *y)
     float *noise = malloc(cnt * sizeof(float));
     if (!noise)
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of memory");
-    for (size_t i = 0; i < cnt; i++) {
-        double u1 = next_uniform(&ex->rng), u2 = next_uniform(&ex->rng);
-        noise[i] = (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-    }
+    for (size_t i = 0; i < cnt; i++)
+        noise[i] = (float)vxm_rng_normal(&ex->rng);
     vxm_status st = vxm_tensor_upload(be, y, noise);
     free(noise);
     return st;

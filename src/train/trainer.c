@@ -218,6 +218,20 @@ int vxm_trainer_divisor(const vxm_trainer *t)
     return t->model->divisor;
 }
 
+static void print_profile(const vxm_graph *g, const vxm_exec *ex)
+{
+    double per_op[VXM_OP_COUNT] = {0}, total = 0;
+    for (int i = 0; i < g->n; i++) {
+        per_op[g->nodes[i].op] += vxm_exec_node_seconds(ex, i);
+        total += vxm_exec_node_seconds(ex, i);
+    }
+    fprintf(stderr, "step profile (%.3f s):", total);
+    for (int k = 0; k < VXM_OP_COUNT; k++)
+        if (per_op[k] > 0.0005)
+            fprintf(stderr, " %s %.3f", vxm_op_name((vxm_op)k), per_op[k]);
+    fprintf(stderr, "\n");
+}
+
 vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *moving, const float *const *fixed,
                                          int batch, vxm_train_losses *losses)
 {
@@ -236,8 +250,13 @@ vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *mov
         const float *in[2] = {moving[b], fixed[b]};
         vxm_exec *ex = NULL;
         st = vxm_exec_begin_with(be, g, t->w, in, 2, 1, 0, &ex);
+        const char *prof = getenv("VXM_PROFILE"); /* per-op time table on stderr (the benchmark's breakdown) */
+        if (!st && prof && *prof)
+            st = vxm_exec_set_profiling(ex, 1);
         if (!st)
             st = vxm_exec_run_all(ex);
+        if (!st && prof && *prof)
+            print_profile(g, ex);
         for (int i = 0; i < t->names.n && !st; i++) {
             float v;
             if (!(st = vxm_exec_read(ex, t->loss_node[i], &v)))

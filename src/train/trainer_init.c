@@ -1,27 +1,13 @@
 /* Keras initialisers of a new VxmDense (training doc §3.1): U-Net conv kernels he_normal (truncated normal at
  * +-2 sigma, sigma = sqrt(2/fan_in)/0.87962566103423978, fan_in = prod(kernel) * Cin), flow conv N(0, 1e-5),
  * log-sigma conv N(0, 1e-10) with bias -10, other biases zero.  TF's Philox stream cannot be reproduced: only the
- * distributions are, from a seeded splitmix64 generator. */
+ * distributions are (core/rng.h). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "train/trainer_internal.h"
-
-static double uniform01(unsigned long long *s)
-{
-    unsigned long long z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return ((double)(z >> 11) + 0.5) / 9007199254740992.0;
-}
-
-static double normal01(unsigned long long *s)
-{
-    double u1 = uniform01(s), u2 = uniform01(s);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 static int ends_with(const char *s, const char *suffix)
 {
@@ -56,7 +42,7 @@ vxm_status vxm_trainer_init_weights(vxm_trainer *t)
         if (flow || logsig) {
             double sd = flow ? 1e-5 : 1e-10;
             for (size_t i = 0; i < p->numel; i++)
-                h[i] = (float)(sd * normal01(&rng));
+                h[i] = (float)(sd * vxm_rng_normal(&rng));
             continue;
         }
         double fan_in = (double)p->numel / (double)p->dims[p->rank - 1];
@@ -64,7 +50,7 @@ vxm_status vxm_trainer_init_weights(vxm_trainer *t)
         for (size_t i = 0; i < p->numel; i++) {
             double z;
             do
-                z = normal01(&rng);
+                z = vxm_rng_normal(&rng);
             while (fabs(z) > 2.0); /* truncated at two standard deviations, as TF's truncated_normal */
             h[i] = (float)(sd * z);
         }
