@@ -201,6 +201,10 @@ struct vxm_backend {
     char desc[256];   /* human-readable device description */
     char spec[32];    /* "cpu", "opencl:P:D" */
     int is_gpu;
+    /* The weights of the last model registered on this device, uploaded once (graph/executor.c): reused by every
+     * later registration with the same model (register --batch), freed with the backend. */
+    struct vxm_weights *weights_cache;
+    unsigned long long weights_cache_model; /* the model's serial (vxm_model.serial), 0 = none */
 };
 
 /* Constructors (each backend's own file). */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "graph/graph.h"
 
 #define MAX_CL_DEVICES 64
 
@@ -77,8 +78,10 @@ vxm_status vxm_backend_open(vxm_context *ctx, const char *spec, vxm_backend **ou
 
 void vxm_backend_close(vxm_backend *be)
 {
-    if (be)
+    if (be) {
+        vxm_weights_free(be->weights_cache);
         be->ops->destroy(be);
+    }
 }
 
 const char *vxm_backend_describe(const vxm_backend *be)

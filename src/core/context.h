@@ -11,6 +11,7 @@ struct vxm_context {
     char err[VXM_ERRMSG_MAX];
     vxm_status code;
     int threads; /* 0 = decide from the environment */
+    unsigned long long model_serial; /* last id given to a loaded model (keys device weight caches) */
 };
 
 /* Records the error and returns `code`.  `subject` is a file name or device name (may be NULL). */

@@ -63,7 +63,18 @@ static vxm_status register_exact(vxm_context *ctx, vxm_backend *be, const vxm_mo
     if (st)
         return st;
     vxm_exec *ex = NULL;
-    st = vxm_exec_begin(be, g, moving->data, fixed->data, opt->deterministic, opt->seed, &ex);
+    /* Weights go to the device once per model (the parameter table is the same for every input shape). */
+    if (!m->serial || be->weights_cache_model != m->serial) {
+        vxm_weights_free(be->weights_cache);
+        be->weights_cache = NULL;
+        be->weights_cache_model = 0;
+        st = vxm_weights_upload(be, g, &be->weights_cache);
+        if (!st)
+            be->weights_cache_model = m->serial;
+    }
+    const float *in[2] = {moving->data, fixed->data};
+    if (!st)
+        st = vxm_exec_begin_with(be, g, be->weights_cache, in, 2, opt->deterministic, opt->seed, &ex);
     if (!st)
         st = vxm_exec_run_all(ex);
     if (!st && moved)

@@ -39,6 +39,7 @@ struct vxm_model {
     int ndim, inshape[3];
     int src_feats, trg_feats;
     int divisor; /* every input size must be a multiple of it */
+    unsigned long long serial; /* unique per loaded model within its context (device weight caches) */
     int new_weights; /* a model being created for training: conv layers absent from `file` get parameters
                       * without host values (the trainer initialises them) */
 };
