@@ -82,7 +82,7 @@ vxm.pc: Makefile
 	@printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: vxm\nDescription: VoxelMorph registration on CPU and OpenCL\nVersion: 0.1.0\nCflags: -I$${includedir}\nLibs: -L$${libdir} -lvxm\nLibs.private: %s\n' \
 	  '$(PREFIX)' '$(LDLIBS)' > $@
 
-$(BUILD)/tests/%: tests/%.c tests/test_util.h libvxm.a
+$(BUILD)/tests/%: tests/%.c tests/test_util.h $(wildcard tests/*.h) libvxm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< libvxm.a $(LDFLAGS) $(LDLIBS)
 

@@ -104,6 +104,11 @@ expect "NaN in a volume" 1 "$T/n.npy: contains NaN or Inf" -- $(tr_pairs "$T/nan
 expect "missing atlas" 1 "$T/noatlas.npy: .*No such file" -- train --model-dir "$T/m_err" --img-list "$T/scans.txt" --img-prefix "$T/" --atlas "$T/noatlas.npy"
 expect "atlas shape differs" 1 "$T/c.npy: shape 16x12 differs" -- train --model-dir "$T/m_err" --img-list "$T/scans.txt" --img-prefix "$T/" --atlas "$T/c.npy"
 expect "--load-weights: a text file named .h5" 1 "$T/x.h5: " -- $(tr_pairs "$T/pairs.txt" "${AFF[@]}") --load-weights "$T/x.h5"
+LEGACY=${VXM_SHARED:-../shared}/data/models/cvpr2018_vm2_cc.h5
+if [ -f "$LEGACY" ]; then
+    expect "--load-weights: a legacy (non-VxmDense) model" 1 "$LEGACY: is a legacy Keras graph; only VxmDense models can be trained" -- \
+        train --model-dir "$T/m_err" --pairs "$T/pairs.txt" "${AFF[@]}" --load-weights "$LEGACY" --device cpu
+fi
 expect "--load-weights: missing model" 1 "$T/nomodel.h5: .*No such file" -- $(tr_pairs "$T/pairs.txt" "${AFF[@]}") --load-weights "$T/nomodel.h5"
 expect "size not a multiple of 2^(encoder levels)" 1 "$T/s12a.npy: shape 12x12: size 12 along axis 0 is not a multiple of 8" -- \
     train --model-dir "$T/m12" --pairs "$T/s12.txt" "${AFF[@]}" --enc 4 4 4 --dec 4 4 4 --device cpu
