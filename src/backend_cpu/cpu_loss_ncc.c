@@ -3,13 +3,9 @@
  * Window sums: TF convolves I, J, I^2, J^2, IJ with ones([*win, C, 1]) (SAME, zero padding), i.e. box sums over
  * the window AND all channels.  Those sums must be accurate (data/train/README.md: float64 lands within 1.1e-4 of
  * TF's gradients, a float32 generic convolution 8e-3 off), so the five per-voxel channel sums are formed in
- * double and box-filtered with separable prefix sums in double.  cc is then evaluated in double in TF's exact
- * formula and order.
- *
- * Gradient, per window centre x (W = prod(win) C, g = -scale / nvox):
- *   a_cr = g dcc/dcross (0 unless cross >= eps),  a_I = g dcc/dvarI,  a_J = g dcc/dvarJ (same tf.maximum rule, §2.7)
- *   dS_IJ = a_cr, dS_II = a_I, dS_JJ = a_J, dS_I = -uJ a_cr - 2 uI a_I, dS_J = -uI a_cr - 2 uJ a_J
- * (the derivatives of cross = S_IJ - S_I S_J / W, var = S_XX - S_X^2 / W, which TF's expression equals).  Each
+ * double and box-filtered with separable prefix sums in double.  cc is then evaluated in float32 in TF's exact
+ * formula and order (as TF and the OpenCL backend do), and its gradient w.r.t. the five sums by TF's op gradients
+ * through that expression (ncc_cc), with tf.maximum's rule (gradient passes where x >= eps, §2.7).  Each
  * dS map is box-filtered back to the voxels with the adjoint window (offsets mirrored), giving B_*, and
  *   dI[y,c] = B_I + 2 I[y,c] B_II + J[y,c] B_IJ,   dJ[y,c] = B_J + 2 J[y,c] B_JJ + I[y,c] B_IJ. */
 #include <stdlib.h>
@@ -158,28 +154,44 @@ static vxm_status ncc_window_sums(vxm_backend *be, const float *I, const float *
     return VXM_OK;
 }
 
-/* cc of one window in TF's formula and order (§2.1).  With `dS` (and g = d loss / d cc), also writes the NF
- * derivatives of g cc w.r.t. the window sums (see the file comment). */
-static double ncc_cc(const double *s, const ncc_geom *G, double g, double *dS)
+/* cc of one window in TF's formula and order, in float32 as TF computes it (§2.1; training doc §2.1: "evaluate in
+ * exactly this order in float32"); only the window sums are accurate (double, then rounded).  With `dS` (and g =
+ * d loss / d cc), also writes the NF derivatives of g cc w.r.t. the window sums, by TF's op gradients through the
+ * same expression (the OpenCL kernel vxm_ncc_deriv performs the same float operations). */
+static double ncc_cc(const double *sd, const ncc_geom *G, double gd, double *dS)
 {
-    double W = G->W, eps = G->eps;
-    double uI = s[F_I] / W, uJ = s[F_J] / W;
-    double cross = s[F_IJ] - uJ * s[F_I] - uI * s[F_J] + uI * uJ * W;
-    double cr = cross >= eps ? cross : eps; /* tf.maximum(x, eps): ties keep x, gradient passes for x >= eps */
-    double varI = s[F_II] - 2 * uI * s[F_I] + uI * uI * W;
-    double vI = varI >= eps ? varI : eps;
-    double varJ = s[F_JJ] - 2 * uJ * s[F_J] + uJ * uJ * W;
-    double vJ = varJ >= eps ? varJ : eps;
-    double cc = (cr / vI) * (cr / vJ);
+    float W = (float)G->W, eps = (float)G->eps;
+    float S_I = (float)sd[F_I], S_J = (float)sd[F_J], S_II = (float)sd[F_II], S_JJ = (float)sd[F_JJ],
+          S_IJ = (float)sd[F_IJ];
+    float uI = S_I / W, uJ = S_J / W;
+    float cross = ((S_IJ - uJ * S_I) - uI * S_J) + (uI * uJ) * W;
+    float varI = (S_II - (2.0f * uI) * S_I) + (uI * uI) * W;
+    float varJ = (S_JJ - (2.0f * uJ) * S_J) + (uJ * uJ) * W;
+    float cm = cross >= eps ? cross : eps; /* tf.maximum(x, eps): ties keep x, gradient passes for x >= eps */
+    float vIm = varI >= eps ? varI : eps, vJm = varJ >= eps ? varJ : eps;
+    float a = cm / vIm, b = cm / vJm;
+    float cc = a * b;
     if (dS) {
-        double a_cr = cross >= eps ? g * 2.0 * (cr / vI) / vJ : 0.0;
-        double a_I = varI >= eps ? -g * cc / vI : 0.0;
-        double a_J = varJ >= eps ? -g * cc / vJ : 0.0;
-        dS[F_I] = -uJ * a_cr - 2.0 * uI * a_I;
-        dS[F_J] = -uI * a_cr - 2.0 * uJ * a_J;
-        dS[F_II] = a_I;
-        dS[F_JJ] = a_J;
-        dS[F_IJ] = a_cr;
+        float g = (float)gd;
+        float ga = g * b, gb = g * a;
+        float dcm = ga / vIm + gb / vJm;
+        float dvI = varI >= eps ? ga * ((-cm / vIm) / vIm) : 0.0f;
+        float dvJ = varJ >= eps ? gb * ((-cm / vJm) / vJm) : 0.0f;
+        float dc = cross >= eps ? dcm : 0.0f;
+        float dSI = -dc * uJ, dSJ = -dc * uI; /* cross = ((S_IJ - uJ S_I) - uI S_J) + (uI uJ) W */
+        float duI = -dc * S_J + (dc * W) * uJ;
+        float duJ = -dc * S_I + (dc * W) * uI;
+        dSI += -dvI * (2.0f * uI); /* varX = (S_XX - (2 uX) S_X) + (uX uX) W */
+        duI += 2.0f * (-dvI * S_I) + 2.0f * ((dvI * W) * uI);
+        dSJ += -dvJ * (2.0f * uJ);
+        duJ += 2.0f * (-dvJ * S_J) + 2.0f * ((dvJ * W) * uJ);
+        dSI += duI / W; /* uX = S_X / W */
+        dSJ += duJ / W;
+        dS[F_I] = dSI;
+        dS[F_J] = dSJ;
+        dS[F_II] = dvI;
+        dS[F_JJ] = dvJ;
+        dS[F_IJ] = dc;
     }
     return cc;
 }
