@@ -127,6 +127,14 @@ static inline float vxm_degree(int x0, int x1, int x2, int n0, int n1, int n2, i
     return (float)deg;
 }
 
+/* lambda D at element e of a field with nd channels */
+static inline float vxm_kl_lambda_degree(ulong e, int n0, int n1, int n2, int nd, float lambda)
+{
+    int x0, x1, x2;
+    vxm_unravel((uint)(e / (ulong)nd), n1, n2, &x0, &x1, &x2);
+    return lambda * vxm_degree(x0, x1, x2, n0, n1, n2, nd);
+}
+
 /* terms[e*nq] = lambda D exp(s) - s */
 __kernel void vxm_kl_sigma_terms(__global const float *s, __global vxm_acc *terms, int n0, int n1, int n2, int nd,
                                  float lambda, uint nq, ulong n)
@@ -134,9 +142,7 @@ __kernel void vxm_kl_sigma_terms(__global const float *s, __global vxm_acc *term
     ulong e = get_global_id(0);
     if (e >= n)
         return;
-    int x0, x1, x2;
-    vxm_unravel((uint)(e / (ulong)nd), n1, n2, &x0, &x1, &x2);
-    float ld = lambda * vxm_degree(x0, x1, x2, n0, n1, n2, nd);
+    float ld = vxm_kl_lambda_degree(e, n0, n1, n2, nd, lambda);
     terms[e * nq] = vxm_acc_of(ld * exp(s[e]) - s[e]);
 }
 
@@ -147,9 +153,7 @@ __kernel void vxm_kl_sigma_backward(__global const float *s, __global float *ds,
     ulong e = get_global_id(0);
     if (e >= n)
         return;
-    int x0, x1, x2;
-    vxm_unravel((uint)(e / (ulong)nd), n1, n2, &x0, &x1, &x2);
-    float ld = lambda * vxm_degree(x0, x1, x2, n0, n1, n2, nd);
+    float ld = vxm_kl_lambda_degree(e, n0, n1, n2, nd, lambda);
     ds[e] = ld * exp(s[e]) * k - k;
 }
 

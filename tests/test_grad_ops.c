@@ -53,15 +53,11 @@
 
 /* ---- fixed-seed PRNG (splitmix64) ------------------------------------------------------------------------ */
 
-static uint64_t rng_state;
+static unsigned long long rng_state;
 
 static double urand(double lo, double hi)
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    z ^= z >> 31;
-    return lo + (hi - lo) * (double)(z >> 11) * (1.0 / 9007199254740992.0);
+    return tu_urand(&rng_state, lo, hi);
 }
 
 static void fill_uniform(float *p, size_t n, double lo, double hi)

@@ -20,11 +20,7 @@
 static unsigned long long rs = 12345;
 static double urand(void)
 {
-    unsigned long long z = (rs += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
+    return tu_urand(&rs, 0.0, 1.0);
 }
 
 /* Smooth random images in [0,1] (sums of a few sinusoids) so that the warp has something to align. */
@@ -199,6 +195,60 @@ static void free_grads(float **g, int n)
     free(g);
 }
 
+/* Keras' batch composition (training doc §2.6): the loss of a batch is the mean of the per-sample losses, so its
+ * gradient is the mean of the per-sample gradients (float32 accumulation: 1e-6 relative). */
+static void batch_mean(vxm_context *ctx, vxm_backend *be, const tcase *c, const float *a, const float *b)
+{
+    vxm_trainer *t = make(ctx, be, c);
+    if (!t)
+        return;
+    int nw = vxm_trainer_num_weights(t), ok = 1;
+    vxm_train_losses L1, L2, LB;
+    const float *m1[1] = {a}, *f1[1] = {b}, *m2[1] = {b}, *f2[1] = {a}, *mb[2] = {a, b}, *fb[2] = {b, a};
+    float **g1 = calloc((size_t)nw, sizeof *g1), **g2 = calloc((size_t)nw, sizeof *g2);
+    double worst = 0;
+    ok = !vxm_trainer_compute_gradients(t, m1, f1, 1, &L1);
+    for (int k = 0; ok && k < nw; k++) {
+        vxm_weight_info wi;
+        vxm_trainer_weight_info(t, k, &wi);
+        g1[k] = malloc(wi.numel * sizeof(float));
+        g2[k] = malloc(wi.numel * sizeof(float));
+        ok = !vxm_trainer_read_gradient(t, k, g1[k]);
+    }
+    ok = ok && !vxm_trainer_compute_gradients(t, m2, f2, 1, &L2);
+    for (int k = 0; ok && k < nw; k++)
+        ok = !vxm_trainer_read_gradient(t, k, g2[k]);
+    ok = ok && !vxm_trainer_compute_gradients(t, mb, fb, 2, &LB);
+    for (int k = 0; ok && k < nw; k++) {
+        vxm_weight_info wi;
+        vxm_trainer_weight_info(t, k, &wi);
+        float *gb = malloc(wi.numel * sizeof(float));
+        ok = !vxm_trainer_read_gradient(t, k, gb);
+        double num = 0, den = 0;
+        for (size_t i = 0; ok && i < wi.numel; i++) {
+            double want = 0.5 * ((double)g1[k][i] + g2[k][i]), d = gb[i] - want;
+            num += d * d;
+            den += want * want;
+        }
+        double e = den > 0 ? sqrt(num / den) : sqrt(num);
+        worst = e > worst ? e : worst;
+        free(gb);
+    }
+    double lerr = ok ? fabs(LB.total - 0.5 * (L1.total + L2.total)) / fabs(LB.total) : 1;
+    char name[160];
+    snprintf(name, sizeof name, "train %s %s batch of 2 = mean of the samples (loss and gradients)", c->name,
+             be->spec);
+    tu_report(ok && worst <= 1e-6 && lerr <= 1e-6, name, "%s gradient rel L2 %.3g, loss rel %.3g",
+              ok ? "" : vxm_context_error(ctx), worst, lerr);
+    for (int k = 0; k < nw; k++) {
+        free(g1[k]);
+        free(g2[k]);
+    }
+    free(g1);
+    free(g2);
+    vxm_trainer_free(t);
+}
+
 int main(void)
 {
     vxm_context *ctx = vxm_context_create();
@@ -217,6 +267,7 @@ int main(void)
         make_image(fx, tc->shape, 0.6);
         for (int b = 0; b < l.n; b++)
             fd_check(ctx, l.be[b], tc, mv, fx);
+        batch_mean(ctx, l.be[0], tc, mv, fx);
         /* determinism over thread counts, then agreement of every device with the CPU backend */
         int nw = 0, nw2 = 0;
         vxm_context_set_threads(ctx, 1);

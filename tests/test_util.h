@@ -87,4 +87,18 @@ static inline double tu_nmse(const float *a, const float *ref, size_t n)
     return den > 0 ? num / den : num;
 }
 
+/* Fixed-seed test data: splitmix64, and a uniform double in [lo, hi) from it. */
+static inline unsigned long long tu_splitmix64(unsigned long long *s)
+{
+    unsigned long long z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static inline double tu_urand(unsigned long long *s, double lo, double hi)
+{
+    return lo + (hi - lo) * (double)(tu_splitmix64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
 #endif
