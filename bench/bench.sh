@@ -47,3 +47,6 @@ for d in $devices; do
     done
 done
 build/bench/train_bench --new --shape 64 64 64 --device cpu --threads "$THREADS" --runs "$RUNS" || true
+if [ -n "${TF_PYTHON:-}" ]; then  # the same step in TensorFlow VoxelMorph, same machine, same run
+    for shp in "64 64 64" "160 192 224"; do THREADS=$THREADS "$TF_PYTHON" bench/tf_train_step.py $shp || true; done
+fi
