@@ -205,6 +205,7 @@ struct vxm_backend {
      * later registration with the same model (register --batch), freed with the backend. */
     struct vxm_weights *weights_cache;
     unsigned long long weights_cache_model; /* the model's serial (vxm_model.serial), 0 = none */
+    const vxm_context *weights_cache_ctx;   /* and the context that numbered it */
 };
 
 /* Constructors (each backend's own file). */

@@ -64,13 +64,15 @@ static vxm_status register_exact(vxm_context *ctx, vxm_backend *be, const vxm_mo
         return st;
     vxm_exec *ex = NULL;
     /* Weights go to the device once per model (the parameter table is the same for every input shape). */
-    if (!m->serial || be->weights_cache_model != m->serial) {
+    if (!m->serial || be->weights_cache_model != m->serial || be->weights_cache_ctx != m->serial_ctx) {
         vxm_weights_free(be->weights_cache);
         be->weights_cache = NULL;
         be->weights_cache_model = 0;
         st = vxm_weights_upload(be, g, &be->weights_cache);
-        if (!st)
+        if (!st) {
             be->weights_cache_model = m->serial;
+            be->weights_cache_ctx = m->serial_ctx;
+        }
     }
     const float *in[2] = {moving->data, fixed->data};
     if (!st)

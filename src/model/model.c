@@ -42,6 +42,7 @@ vxm_status vxm_model_load(vxm_context *ctx, const char *path, vxm_model **out)
         return vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
     m->path = strdup(path);
     m->serial = ++ctx->model_serial;
+    m->serial_ctx = ctx;
     vxm_status st = vxm_keras_file_read(ctx, path, &m->file);
     if (st == VXM_OK)
         st = load_config(ctx, m);

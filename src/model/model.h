@@ -40,6 +40,7 @@ struct vxm_model {
     int src_feats, trg_feats;
     int divisor; /* every input size must be a multiple of it */
     unsigned long long serial; /* unique per loaded model within its context (device weight caches) */
+    const vxm_context *serial_ctx; /* the context that numbered it: (serial_ctx, serial) is unique */
     int new_weights; /* a model being created for training: conv layers absent from `file` get parameters
                       * without host values (the trainer initialises them) */
 };
