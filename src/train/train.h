@@ -28,8 +28,22 @@ typedef struct vxm_train_options {
     double lr;          /* 1e-4 */
     vxm_optimizer optimizer;
     double beta1, beta2, epsilon; /* Adam: 0.9, 0.999, 1e-7 */
-    unsigned long long seed; /* initialisers of a new model */
+    unsigned long long seed; /* initialisers of a new model, and the sampling noise of probabilistic models */
+    /* Workflows (issue 8; training doc §1): */
+    int bidir;          /* --bidir: also warp fixed -> moving with the negated field; weights [0.5, 0.5, lambda] */
+    int use_probs;      /* --use-probs: mean/log-variance heads, sampled field, KL(kl_lambda) instead of Grad */
+    double kl_lambda;   /* --kl-lambda 10 (the KL term is still weighted by lambda, train.py l.178) */
+    const int *labels;  /* semi-supervised (train_semisupervised_seg.py): one-hot labels, NULL = unsupervised */
+    int nlabels;
+    double dice_weight; /* --dice-weight 0.01 */
+    const char *resume; /* --resume D/NNNN.h5: architecture, weights AND optimizer state/step (vxm checkpoints) */
 } vxm_train_options;
+
+/* One training sample.  Segmentations (semi-supervised only) are label maps of the image shape, one channel. */
+typedef struct vxm_train_sample {
+    const float *moving, *fixed;
+    const float *moving_seg, *fixed_seg;
+} vxm_train_sample;
 
 /* Fills the defaults above (train.py). */
 void vxm_train_options_default(vxm_train_options *o);
@@ -63,6 +77,12 @@ vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *mov
 vxm_status vxm_trainer_predict(vxm_trainer *t, const float *moving, const float *fixed, float *moved, float *warp);
 /* One optimiser update with the current gradients (Adam step counter t starts at 1). */
 vxm_status vxm_trainer_apply(vxm_trainer *t);
+/* The same over samples (segmentations for semi-supervised training). */
+vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train_sample *s, int batch,
+                                                 vxm_train_losses *losses);
+vxm_status vxm_trainer_step_samples(vxm_trainer *t, const vxm_train_sample *s, int batch, vxm_train_losses *losses);
+/* Optimiser updates done so far (restored by --resume). */
+long vxm_trainer_steps_done(const vxm_trainer *t);
 /* compute_gradients + apply. */
 vxm_status vxm_trainer_step(vxm_trainer *t, const float *const *moving, const float *const *fixed, int batch,
                             vxm_train_losses *losses);
@@ -84,7 +104,8 @@ vxm_status vxm_trainer_read_gradient(vxm_trainer *t, int i, float *data);
 vxm_status vxm_trainer_write_weight(vxm_trainer *t, int i, const float *data);
 
 /* Writes the current model as a VoxelMorph .h5 (spec §10: Python's VxmDense.load and `vxm register` read it),
- * through a temporary file renamed into place (no partial file on failure). */
+ * through a temporary file renamed into place (no partial file on failure).  The optimiser state (Adam m, v and
+ * the step counter) goes into a group Python ignores, so that --resume continues exactly. */
 vxm_status vxm_trainer_save(vxm_trainer *t, const char *path);
 /* Writes the current gradients, one dataset per weight /<layer>/<kernel|bias> in Keras shapes (the layout of
  * shared/data/train/<case>_grads.h5), temp file + rename. */

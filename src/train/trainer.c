@@ -168,6 +168,8 @@ vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train
     t->ctx = ctx;
     t->be = be;
     t->opt = *o;
+    if (o->resume)
+        t->opt.load_weights = o->resume;
     t->ndim = ndim;
     memcpy(t->shape, shape, sizeof t->shape);
     vxm_status st = make_model(t, ndim, shape, src_feats, trg_feats);
@@ -183,6 +185,8 @@ vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train
         st = vxm_weights_upload(be, t->g, &t->w);
     if (!st)
         st = alloc_state(t);
+    if (!st && o->resume)
+        st = vxm_trainer_load_optimizer(t, o->resume);
     if (st) {
         vxm_trainer_free(t);
         return st;
@@ -232,8 +236,33 @@ static void print_profile(const vxm_graph *g, const vxm_exec *ex)
     fprintf(stderr, "\n");
 }
 
+long vxm_trainer_steps_done(const vxm_trainer *t)
+{
+    return t->step;
+}
+
 vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *moving, const float *const *fixed,
                                          int batch, vxm_train_losses *losses)
+{
+    vxm_train_sample s[64];
+    if (batch > 64)
+        return vxm_error(t->ctx, VXM_EINVAL, "train", "batch size %d (at most 64)", batch);
+    for (int b = 0; b < batch; b++) {
+        s[b].moving = moving[b];
+        s[b].fixed = fixed[b];
+        s[b].moving_seg = s[b].fixed_seg = NULL;
+    }
+    return vxm_trainer_compute_gradients_samples(t, s, batch, losses);
+}
+
+vxm_status vxm_trainer_step_samples(vxm_trainer *t, const vxm_train_sample *s, int batch, vxm_train_losses *losses)
+{
+    vxm_status st = vxm_trainer_compute_gradients_samples(t, s, batch, losses);
+    return st ? st : vxm_trainer_apply(t);
+}
+
+vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train_sample *smp, int batch,
+                                                 vxm_train_losses *losses)
 {
     vxm_backend *be = t->be;
     const vxm_graph *g = t->g;
@@ -247,9 +276,9 @@ vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *mov
      * per-sample gradients. */
     float inv_b = 1.0f / (float)batch;
     for (int b = 0; b < batch && !st; b++) {
-        const float *in[2] = {moving[b], fixed[b]};
+        const float *in[4] = {smp[b].moving, smp[b].fixed, smp[b].moving_seg, smp[b].fixed_seg};
         vxm_exec *ex = NULL;
-        st = vxm_exec_begin_with(be, g, t->w, in, 2, 1, 0, &ex);
+        st = vxm_exec_begin_with(be, g, t->w, in, 4, 1, 0, &ex);
         const char *prof = getenv("VXM_PROFILE"); /* per-op time table on stderr (the benchmark's breakdown) */
         if (!st && prof && *prof)
             st = vxm_exec_set_profiling(ex, 1);

@@ -26,4 +26,8 @@ struct vxm_trainer {
  * flow head, zeros for biases); t->init_host receives the arrays. */
 vxm_status vxm_trainer_init_weights(vxm_trainer *t);
 
+/* --resume: after the parameters were uploaded from o->resume, restores the optimiser state (m, v, step) stored
+ * by vxm_trainer_save (trainer_io.c); a file without it is an error naming the file. */
+vxm_status vxm_trainer_load_optimizer(vxm_trainer *t, const char *path);
+
 #endif

@@ -136,6 +136,11 @@ vxm_status vxm_trainer_save(vxm_trainer *t, const char *path)
     return st;
 }
 
+vxm_status vxm_trainer_load_optimizer(vxm_trainer *t, const char *path)
+{
+    return vxm_error(t->ctx, VXM_EUNSUPPORTED, path, "resuming the optimiser state is not implemented yet");
+}
+
 vxm_status vxm_trainer_save_gradients(vxm_trainer *t, const char *path)
 {
     vxm_h5_out_weight *w = NULL;
