@@ -1,11 +1,15 @@
-/* End-to-end checks of the training engine on tiny VxmDense models (fast; no shared data needed):
- *  1. the gradient the backward graph computes for train.py's total loss equals central finite differences of the
- *     loss for sampled weights of every layer (2-D with scaling-and-squaring, 3-D without; MSE and NCC);
- *  2. CPU gradients are bitwise identical for 1 and 2 threads;
- *  3. every OpenCL device agrees with the CPU backend (relative L2 per weight tensor).
- * Finite differences: the loss is a float32 computation (relative rounding ~1e-7 of |L|), so the step h = 1e-2 *
- * (weight scale) keeps the rounding error of (L+ - L-)/2h near 1e-7 |L| / h ~ 1e-4 |g|-scale, and the O(h^2)
- * curvature term (LeakyReLU kinks aside) small; we require |fd - g| <= 3e-2 * max(|g|, 1e-2 * max|g| of the tensor).
+/* End-to-end checks of the training engine on tiny VxmDense models (fast; no shared data needed): train.py's loss
+ * and the workflows of issue 8 (bidirectional, probabilistic with KL, semi-supervised with Dice), 2-D and 3-D.
+ *  1. The gradient the backward graph computes equals finite differences of the total loss: per weight tensor, the
+ *     directional derivative along a random +-1 direction, (L(w + h u) - L(w - h u)) / 2 vs <g, h u>, with
+ *     h = 3e-3 x (the tensor's weight scale).  Summing over the whole tensor lifts the change of L far above the
+ *     float32 rounding of the loss (single-weight differences are not), and a noise floor of 1e-6 |L| covers the
+ *     rest.  Tolerance 15 %: within +-h some units cross kinks (LeakyReLU, max-pool switches, interpolation cells,
+ *     where TF's rule is one-sided) and central differences average them (measured worst: 8 %); a missing or wrong
+ *     gradient path is far larger (dropping VecInt's location path or routing both concat halves to the first
+ *     channels fails 10-12 of these checks).
+ *  2. CPU gradients are bitwise identical for 1 and 2 threads; every OpenCL device agrees with the CPU backend.
+ *  3. A batch of two is the mean of the two samples (Keras' composition).
  * The flow head is re-initialised (see make()) so that gradients reach the encoder (at Keras' N(0, 1e-5) they are
  * 1e-5 smaller and drown in rounding) and locations avoid the kinks of the interpolation. */
 #include <math.h>
@@ -38,7 +42,11 @@ typedef struct tcase {
     int shape[3];
     int ndim, int_steps;
     vxm_image_loss loss;
+    int bidir, use_probs, semi;
 } tcase;
+
+/* Semi-supervised cases: label maps from the images' intensity bands (labels 1, 2; 0 elsewhere). */
+static const int semi_labels[2] = {1, 2};
 
 static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
 {
@@ -53,26 +61,43 @@ static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
     o.image_loss = c->loss;
     o.lambda = 0.5;
     o.seed = 7;
+    o.bidir = c->bidir;
+    o.use_probs = c->use_probs;
+    o.kl_lambda = 10;
+    if (c->semi) {
+        o.labels = semi_labels;
+        o.nlabels = 2;
+        o.dice_weight = 0.5;
+    }
     vxm_trainer *t = NULL;
     if (vxm_trainer_create(ctx, be, &o, c->ndim, c->shape, 1, 1, &t)) {
         printf("FAIL train fd %s create on %s: %s\n", c->name, be->spec, vxm_context_error(ctx));
         tu_failed_count++;
         return NULL;
     }
-    /* flow head (see the top comment): kernel U(-0.03, 0.03) so that gradients reach the encoder, bias 0.35 voxel so
-     * that sampling locations stay away from grid points, where the interpolation has a kink (TF's one-sided rule,
+    /* flow head (see the top comment): kernel U(-0.03, 0.03) so that gradients reach the encoder, bias 0.5 voxel (0.25 on the
+     * half-resolution segmentation grid) so that sampling locations stay away from grid points, where the interpolation has a kink (TF's one-sided rule,
      * training doc §2.7) that central differences cannot see */
     for (int k = 0; k < vxm_trainer_num_weights(t); k++) {
         vxm_weight_info wi;
         vxm_trainer_weight_info(t, k, &wi);
         size_t len = strlen(wi.layer);
+        int logsig = len > 10 && !strcmp(wi.layer + len - 10, "_log_sigma");
+        if (logsig) { /* a log-variance of -4 (std 0.14 voxel) so that the sampling noise matters */
+            float *w = malloc(wi.numel * sizeof(float));
+            unsigned long long ls = 77;
+            for (size_t i = 0; i < wi.numel; i++)
+                w[i] = strcmp(wi.kind, "kernel") ? -4.0f : (float)tu_urand(&ls, -0.01, 0.01);
+            vxm_trainer_write_weight(t, k, w);
+            free(w);
+        }
         if (len > 5 && !strcmp(wi.layer + len - 5, "_flow")) {
             int kernel = !strcmp(wi.kind, "kernel");
             float *w = malloc(wi.numel * sizeof(float));
             unsigned long long save = rs;
             rs = 99;
             for (size_t i = 0; i < wi.numel; i++)
-                w[i] = kernel ? (float)(0.03 * (urand() * 2 - 1)) : 0.35f;
+                w[i] = kernel ? (float)(0.03 * (urand() * 2 - 1)) : 0.5f;
             rs = save;
             vxm_trainer_write_weight(t, k, w);
             free(w);
@@ -81,10 +106,32 @@ static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
     return t;
 }
 
+/* A sample with label maps made from the images (used by the semi-supervised cases, ignored otherwise). */
+static vxm_train_sample sample_of(const float *mv, const float *fx, size_t n, float *seg_buf)
+{
+    for (size_t i = 0; i < n; i++) {
+        seg_buf[i] = mv[i] > 0.7f ? 2.0f : mv[i] > 0.5f ? 1.0f : 0.0f;
+        seg_buf[n + i] = fx[i] > 0.7f ? 2.0f : fx[i] > 0.5f ? 1.0f : 0.0f;
+    }
+    vxm_train_sample s = {mv, fx, seg_buf, seg_buf + n};
+    return s;
+}
+
+static size_t g_nvox; /* voxels of the current case (for the label maps) */
+
+static int grads_of(vxm_trainer *t, const float *mv, const float *fx, vxm_train_losses *L)
+{
+    float *seg = malloc(2 * g_nvox * sizeof(float));
+    vxm_train_sample s = sample_of(mv, fx, g_nvox, seg);
+    int st = vxm_trainer_compute_gradients_samples(t, &s, 1, L);
+    free(seg);
+    return st;
+}
+
 static double total_loss(vxm_trainer *t, const float *mv, const float *fx)
 {
     vxm_train_losses L;
-    if (vxm_trainer_compute_gradients(t, &mv, &fx, 1, &L))
+    if (grads_of(t, mv, fx, &L))
         return NAN;
     return L.total;
 }
@@ -97,7 +144,7 @@ static void fd_check(vxm_context *ctx, vxm_backend *be, const tcase *c, const fl
     vxm_train_losses L;
     char name[200];
     snprintf(name, sizeof name, "train fd %s %s", c->name, be->spec);
-    if (vxm_trainer_compute_gradients(t, &mv, &fx, 1, &L)) {
+    if (grads_of(t, mv, fx, &L)) {
         tu_report(0, name, "%s", vxm_context_error(ctx));
         vxm_trainer_free(t);
         return;
@@ -124,7 +171,7 @@ static void fd_check(vxm_context *ctx, vxm_backend *be, const tcase *c, const fl
         }
         /* directional derivative along a random +-1 direction over the whole tensor: the change of the loss is
          * summed over every weight, far above the float32 rounding of the loss (single-weight differences are not) */
-        double h = 1e-2 * (wscale > 0 ? wscale : 0.1);
+        double h = 3e-3 * (wscale > 0.05 ? wscale : 0.05);
         float *wp = malloc(wi.numel * sizeof(float)), *wm = malloc(wi.numel * sizeof(float));
         double an = 0, dot_scale = 0;
         for (size_t i = 0; i < wi.numel; i++) {
@@ -141,14 +188,15 @@ static void fd_check(vxm_context *ctx, vxm_backend *be, const tcase *c, const fl
         double lm = total_loss(t, mv, fx);
         vxm_trainer_write_weight(t, k, w);
         double fd = 0.5 * (lp - lm);
-        double err = fabs(fd - an) / fmax(fabs(an), 1e-2 * dot_scale + 1e-15);
+        /* the float32 pipeline evaluates L to ~1e-6 relative: differences below that are noise */
+        double err = fabs(fd - an) / fmax(fabs(an), 1e-2 * dot_scale + 1e-6 * fabs(L.total) + 1e-15);
         (void)gmax;
         checked++;
         if (!(err <= worst)) {
             worst = err;
             snprintf(where, sizeof where, "%s/%s: analytic %.6g, fd %.6g", wi.layer, wi.kind, an, fd);
         }
-        if (!(err <= 0.2))
+        if (!(err <= 0.15))
             bad++;
         free(wp);
         free(wm);
@@ -171,7 +219,7 @@ static float **grads_on(vxm_context *ctx, vxm_backend *be, const tcase *c, const
         return NULL;
     vxm_train_losses L;
     float **g = NULL;
-    if (!vxm_trainer_compute_gradients(t, &mv, &fx, 1, &L)) {
+    if (!grads_of(t, mv, fx, &L)) {
         *nw = vxm_trainer_num_weights(t);
         g = calloc((size_t)*nw, sizeof *g);
         for (int k = 0; k < *nw; k++) {
@@ -255,19 +303,24 @@ int main(void)
     tb_list l;
     tb_open_all(ctx, &l);
     static const tcase cases[] = {
-        {"2d_mse_int2", {1, 12, 16}, 2, 2, VXM_LOSS_MSE},
-        {"2d_ncc_int0", {1, 12, 16}, 2, 0, VXM_LOSS_NCC},
-        {"3d_mse_int1", {8, 8, 12}, 3, 1, VXM_LOSS_MSE},
+        {"2d_mse_int2", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 0},
+        {"2d_ncc_int0", {1, 12, 16}, 2, 0, VXM_LOSS_NCC, 0, 0, 0},
+        {"3d_mse_int1", {8, 8, 12}, 3, 1, VXM_LOSS_MSE, 0, 0, 0},
+        {"2d_mse_bidir", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 1, 0, 0},
+        {"2d_ncc_probs_kl", {1, 12, 16}, 2, 2, VXM_LOSS_NCC, 0, 1, 0},
+        {"2d_mse_semi_dice", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const tcase *tc = &cases[c];
         size_t n = (size_t)tc->shape[0] * tc->shape[1] * tc->shape[2];
+        g_nvox = n;
         float *mv = malloc(n * sizeof(float)), *fx = malloc(n * sizeof(float));
         make_image(mv, tc->shape, 0.0);
         make_image(fx, tc->shape, 0.6);
         for (int b = 0; b < l.n; b++)
             fd_check(ctx, l.be[b], tc, mv, fx);
-        batch_mean(ctx, l.be[0], tc, mv, fx);
+        if (!tc->semi && !tc->use_probs)
+            batch_mean(ctx, l.be[0], tc, mv, fx);
         /* determinism over thread counts, then agreement of every device with the CPU backend */
         int nw = 0, nw2 = 0;
         vxm_context_set_threads(ctx, 1);

@@ -12,6 +12,8 @@ vxm_graph *vxm_graph_new(int ndim)
         g->ndim = ndim;
         g->out_moved = g->out_warp = g->out_preint = -1;
         g->out_flow_mean = g->out_flow_logvar = -1;
+        g->in_source = g->in_target = g->out_neg_moved = -1;
+        g->in_seg_source = g->in_seg_target = g->out_seg_moved = -1;
     }
     return g;
 }

@@ -118,6 +118,9 @@ typedef struct vxm_graph {
     int out_warp;  /* node index of the final full-resolution displacement */
     int out_preint; /* the pre-integration field (train.py's regularised output), -1 if none */
     int out_flow_mean, out_flow_logvar; /* probabilistic models: the flow parameters, else -1 */
+    int in_source, in_target;           /* the image inputs */
+    int out_neg_moved;                  /* training, bidir: target warped by the negated field, else -1 */
+    int in_seg_source, in_seg_target, out_seg_moved; /* training, semi-supervised, else -1 */
     int n_forward; /* nodes before the backward pass (== n until vxm_graph_build_backward) */
     int *param_grad; /* after vxm_graph_build_backward: node holding the gradient of each parameter (-1: none) */
 } vxm_graph;

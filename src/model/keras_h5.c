@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <hdf5.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -292,4 +293,125 @@ const vxm_h5_layer *vxm_keras_find_layer(const vxm_keras_file *f, const char *na
         if (strcmp(f->layers[i].name, name) == 0)
             return &f->layers[i];
     return NULL;
+}
+
+/* ---- extra state groups ------------------------------------------------------------------------------- */
+struct vxm_h5_state {
+    vxm_context *ctx;
+    char *path, *group;
+    hid_t file, g;
+    H5E_auto2_t old_func; /* HDF5's automatic error printing, restored on close */
+    void *old_data;
+};
+
+void vxm_h5_state_close(vxm_h5_state *s)
+{
+    if (!s)
+        return;
+    if (s->g >= 0)
+        H5Gclose(s->g);
+    if (s->file >= 0)
+        H5Fclose(s->file);
+    H5Eset_auto2(H5E_DEFAULT, s->old_func, s->old_data);
+    free(s->path);
+    free(s->group);
+    free(s);
+}
+
+vxm_status vxm_h5_state_open(vxm_context *ctx, const char *path, const char *group, vxm_h5_state **out)
+{
+    *out = NULL;
+    vxm_h5_state *s = calloc(1, sizeof *s);
+    if (!s || !(s->path = strdup(path)) || !(s->group = strdup(group))) {
+        if (s)
+            free(s->path);
+        free(s);
+        return vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
+    }
+    s->ctx = ctx;
+    s->file = s->g = -1;
+    H5Eget_auto2(H5E_DEFAULT, &s->old_func, &s->old_data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    vxm_status st = VXM_OK;
+    if (H5Fis_hdf5(path) <= 0 || (s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
+        st = vxm_error(ctx, VXM_EFORMAT, path, "cannot open as an HDF5 file");
+    else if (H5Lexists(s->file, group, H5P_DEFAULT) <= 0 || (s->g = H5Gopen2(s->file, group, H5P_DEFAULT)) < 0)
+        st = vxm_error(ctx, VXM_EFORMAT, path, "has no /%s group", group);
+    if (st) {
+        vxm_h5_state_close(s);
+        return st;
+    }
+    *out = s;
+    return VXM_OK;
+}
+
+int vxm_h5_state_str(vxm_h5_state *s, const char *name, char *buf, size_t n)
+{
+    char *v = read_string_attr(s->g, name);
+    if (!v)
+        return 0;
+    snprintf(buf, n, "%s", v);
+    free(v);
+    return 1;
+}
+
+/* A scalar numeric attribute converted by HDF5 to `mem_type`; 1 when read. */
+static int read_num_attr(hid_t obj, const char *name, hid_t mem_type, void *v)
+{
+    if (H5Aexists(obj, name) <= 0)
+        return 0;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+        return 0;
+    hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
+    int cls = ft >= 0 ? (int)H5Tget_class(ft) : -1;
+    int ok = H5Sget_simple_extent_npoints(sp) == 1 && (cls == H5T_INTEGER || cls == H5T_FLOAT) &&
+             H5Aread(a, mem_type, v) >= 0;
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (sp >= 0)
+        H5Sclose(sp);
+    H5Aclose(a);
+    return ok;
+}
+
+int vxm_h5_state_int(vxm_h5_state *s, const char *name, long long *v)
+{
+    return read_num_attr(s->g, name, H5T_NATIVE_LLONG, v);
+}
+
+int vxm_h5_state_double(vxm_h5_state *s, const char *name, double *v)
+{
+    return read_num_attr(s->g, name, H5T_NATIVE_DOUBLE, v);
+}
+
+vxm_status vxm_h5_state_read(vxm_h5_state *s, const char *set, const char *layer, const char *kind, int rank,
+                             const long *dims, float *data)
+{
+    char dpath[1024];
+    snprintf(dpath, sizeof dpath, "%s/%s/%s", set, layer, kind);
+    hid_t d = H5Lexists(s->g, set, H5P_DEFAULT) > 0 ? H5Dopen2(s->g, dpath, H5P_DEFAULT) : -1;
+    if (d < 0)
+        return vxm_error(s->ctx, VXM_EFORMAT, s->path, "/%s/%s is missing", s->group, dpath);
+    vxm_status st = VXM_OK;
+    hid_t sp = H5Dget_space(d);
+    hsize_t got[8];
+    int r = H5Sget_simple_extent_ndims(sp);
+    int same = r == rank && r >= 1 && r <= 8 && H5Sget_simple_extent_dims(sp, got, NULL) >= 0;
+    for (int i = 0; same && i < r; i++)
+        same = (long)got[i] == dims[i];
+    if (!same) {
+        char want[96] = "", have[96] = "";
+        for (int i = 0; i < rank; i++)
+            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%ld", i ? "," : "", dims[i]);
+        for (int i = 0; i < r && i < 8 && H5Sget_simple_extent_dims(sp, got, NULL) >= 0; i++)
+            snprintf(have + strlen(have), sizeof have - strlen(have), "%s%ld", i ? "," : "", (long)got[i]);
+        st = vxm_error(s->ctx, VXM_ESHAPE, s->path, "/%s/%s has shape (%s), the model's weight (%s)", s->group,
+                       dpath, have, want);
+    } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) {
+        st = vxm_error(s->ctx, VXM_EFORMAT, s->path, "cannot read /%s/%s (truncated file?)", s->group, dpath);
+    }
+    H5Sclose(sp);
+    H5Dclose(d);
+    return st;
 }

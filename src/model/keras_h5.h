@@ -32,4 +32,18 @@ vxm_status vxm_keras_file_read(vxm_context *ctx, const char *path, vxm_keras_fil
 void vxm_keras_file_free(vxm_keras_file *f);
 const vxm_h5_layer *vxm_keras_find_layer(const vxm_keras_file *f, const char *name);
 
+/* ---- extra state groups (written by vxm_h5_write_model_state) ---------------------------------------- */
+typedef struct vxm_h5_state vxm_h5_state;
+/* Opens `group` of the HDF5 file `path`.  VXM_EFORMAT (naming the file and the group) when it is absent. */
+vxm_status vxm_h5_state_open(vxm_context *ctx, const char *path, const char *group, vxm_h5_state **out);
+void vxm_h5_state_close(vxm_h5_state *s);
+/* Scalar attributes of the group: 1 when present (and of a fitting type), 0 when absent. */
+int vxm_h5_state_str(vxm_h5_state *s, const char *name, char *buf, size_t n);
+int vxm_h5_state_int(vxm_h5_state *s, const char *name, long long *v);
+int vxm_h5_state_double(vxm_h5_state *s, const char *name, double *v);
+/* One float32 dataset <group>/<set>/<layer>/<kind> into `data`; it must have exactly the shape dims[0..rank-1]
+ * (errors name the file and the dataset). */
+vxm_status vxm_h5_state_read(vxm_h5_state *s, const char *set, const char *layer, const char *kind, int rank,
+                             const long *dims, float *data);
+
 #endif

@@ -10,7 +10,8 @@
  *  - /model_weights/top_level_model_weights: an empty group (weightless) that TF 2.15 always writes.
  * The vxmcl reader (keras_h5.c) accepts fixed- and variable-length strings alike, and so does Keras, so the
  * exact choice only matters for byte-level mimicry.  No `training_config` / `optimizer_weights`: VxmDense.load
- * ignores them (spec §10). */
+ * ignores them (spec §10).  vxm train's own resume state goes into one extra group (vxm_h5_out_state), which
+ * Keras and VxmDense.load never open. */
 #include "model/keras_h5_write.h"
 
 #include <errno.h>
@@ -250,9 +251,70 @@ static vxm_status write_model_weights(vxm_context *ctx, const char *path, hid_t 
     return st;
 }
 
+static int write_num_attr(hid_t obj, const char *name, hid_t file_type, hid_t mem_type, const void *v)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = sp >= 0 ? H5Acreate2(obj, name, file_type, sp, H5P_DEFAULT, H5P_DEFAULT) : -1;
+    int ok = a >= 0 && H5Awrite(a, mem_type, v) >= 0;
+    if (a >= 0)
+        H5Aclose(a);
+    if (sp >= 0)
+        H5Sclose(sp);
+    return ok ? 0 : -1;
+}
+
+/* The state group: attributes, then <set>/<layer>/<kind> datasets. */
+static vxm_status write_state(vxm_context *ctx, const char *path, hid_t file, const vxm_h5_out_state *s)
+{
+    vxm_status st = VXM_OK;
+    if ((st = check_name(ctx, path, "group", s->group)))
+        return st;
+    for (int k = 0; k < s->nsets; k++)
+        if ((st = check_name(ctx, path, "set", s->set_name[k])) ||
+            (st = check_weights(ctx, path, s->set[k], s->nweights)))
+            return st;
+    hid_t g = H5Gcreate2(file, s->group, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0)
+        return vxm_error(ctx, VXM_EIO, path, "cannot create /%s", s->group);
+    int bad = 0;
+    for (int k = 0; k < s->nstr && !bad; k++)
+        bad = write_scalar_str_attr(g, s->str_name[k], s->str_value[k], H5T_CSET_ASCII);
+    for (int k = 0; k < s->nint && !bad; k++)
+        bad = write_num_attr(g, s->int_name[k], H5T_STD_I64LE, H5T_NATIVE_LLONG, &s->int_value[k]);
+    for (int k = 0; k < s->ndbl && !bad; k++)
+        bad = write_num_attr(g, s->dbl_name[k], H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &s->dbl_value[k]);
+    if (bad)
+        st = vxm_error(ctx, VXM_EIO, path, "cannot write the attributes of /%s", s->group);
+    for (int k = 0; k < s->nsets && !st; k++) {
+        hid_t sg = H5Gcreate2(g, s->set_name[k], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        for (int i = 0; i < s->nweights && !st; i++) {
+            const vxm_h5_out_weight *w = &s->set[k][i];
+            hid_t lg = sg >= 0 ? open_or_create_group(sg, w->layer) : -1;
+            if (lg < 0 || write_dataset(lg, w->kind, w))
+                st = vxm_error(ctx, VXM_EIO, path, "cannot write /%s/%s/%s/%s", s->group, s->set_name[k],
+                               w->layer, w->kind);
+            if (lg >= 0)
+                H5Gclose(lg);
+        }
+        if (sg >= 0)
+            H5Gclose(sg);
+        else if (!st)
+            st = vxm_error(ctx, VXM_EIO, path, "cannot create /%s/%s", s->group, s->set_name[k]);
+    }
+    H5Gclose(g);
+    return st;
+}
+
 vxm_status vxm_h5_write_model(vxm_context *ctx, const char *path, const char *model_config_json,
                               const char *const *layer_names, int nlayers, const vxm_h5_out_weight *w,
                               int nweights)
+{
+    return vxm_h5_write_model_state(ctx, path, model_config_json, layer_names, nlayers, w, nweights, NULL);
+}
+
+vxm_status vxm_h5_write_model_state(vxm_context *ctx, const char *path, const char *model_config_json,
+                                    const char *const *layer_names, int nlayers, const vxm_h5_out_weight *w,
+                                    int nweights, const vxm_h5_out_state *state)
 {
     vxm_status st;
     if (!model_config_json || nlayers < 0 || (nlayers > 0 && !layer_names))
@@ -286,6 +348,8 @@ vxm_status vxm_h5_write_model(vxm_context *ctx, const char *path, const char *mo
         st = vxm_error(ctx, VXM_EIO, path, "cannot write the root attributes");
     if (st == VXM_OK)
         st = write_model_weights(ctx, path, o.file, layer_names, nlayers, w, nweights);
+    if (st == VXM_OK && state)
+        st = write_state(ctx, path, o.file, state);
     return h5_out_finish(ctx, path, &o, st);
 }
 

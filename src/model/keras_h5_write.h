@@ -24,6 +24,28 @@ vxm_status vxm_h5_write_model(vxm_context *ctx, const char *path, const char *mo
                               const char *const *layer_names, int nlayers, const vxm_h5_out_weight *w,
                               int nweights);
 
+/* Extra state stored in a model file, in a group that Python's VxmDense.load ignores (it reads /model_weights
+ * only): scalar attributes (a string, int64, float64) and float32 datasets <group>/<set>/<layer>/<kind> in the
+ * weights' Keras shapes (e.g. the optimiser's moments m/... and v/... of every weight). */
+#define VXM_H5_STATE_MAX 8
+typedef struct vxm_h5_out_state {
+    const char *group; /* e.g. "vxm_optimizer" */
+    int nstr, nint, ndbl, nsets;
+    const char *str_name[VXM_H5_STATE_MAX], *str_value[VXM_H5_STATE_MAX];
+    const char *int_name[VXM_H5_STATE_MAX];
+    long long int_value[VXM_H5_STATE_MAX];
+    const char *dbl_name[VXM_H5_STATE_MAX];
+    double dbl_value[VXM_H5_STATE_MAX];
+    const char *set_name[VXM_H5_STATE_MAX];
+    const vxm_h5_out_weight *set[VXM_H5_STATE_MAX]; /* each nweights tensors */
+    int nweights;
+} vxm_h5_out_state;
+
+/* vxm_h5_write_model plus `state` (NULL: none) in the same file, written before the rename. */
+vxm_status vxm_h5_write_model_state(vxm_context *ctx, const char *path, const char *model_config_json,
+                                    const char *const *layer_names, int nlayers, const vxm_h5_out_weight *w,
+                                    int nweights, const vxm_h5_out_state *state);
+
 /* Gradient file: one float32 dataset per weight /<layer>/<kind> (no ":0"), Keras shape; temp + rename. */
 vxm_status vxm_h5_write_gradients(vxm_context *ctx, const char *path, const vxm_h5_out_weight *w, int nweights);
 

@@ -58,9 +58,11 @@ vxm_status vxm_keras_graph_build(vxm_context *ctx, const vxm_model *m, int ndim,
 
 vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out);
-/* training != 0: VecInt unrolled into scale/transform/add nodes (differentiable). */
+/* training != 0: VecInt unrolled into scale/transform/add nodes (differentiable), plus the training-only outputs:
+ * the bidirectional branch (config bidir) and, with seg_channels > 0, the semi-supervised segmentation branch
+ * (inputs 2, 3: source/target one-hot maps strided to half size). */
 vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3], int training,
-                                    vxm_graph **out);
+                                    int seg_channels, vxm_graph **out);
 vxm_status vxm_model_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out);
 

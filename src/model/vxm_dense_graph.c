@@ -253,14 +253,50 @@ static int add_vecint_unrolled(builder *b, int v, int steps, const char *name)
     return w;
 }
 
+/* SpatialTransformer(linear, fill_value) of img by warp: output on the warp's grid (spec §4). */
+static int add_transform(builder *b, int img, int warp, const char *name)
+{
+    const vxm_dense_config *c = &b->m->dense;
+    if (b->st)
+        return -1;
+    vxm_node tr = node_like(b, VXM_OP_TRANSFORM, name, warp);
+    tr.in[0] = img;
+    tr.in[1] = warp;
+    tr.n_in = 2;
+    tr.channels = b->g->nodes[img].channels;
+    tr.flags = (b->g->nodes[img].flags | b->g->nodes[warp].flags) & VXM_NODE_GRAD;
+    tr.p.transform.interp = VXM_INTERP_LINEAR;
+    tr.p.transform.use_fill = c->use_fill;
+    tr.p.transform.fill = c->fill_value;
+    return push(b, &tr);
+}
+
+/* Spec §3.3 steps 6-7: VecInt of the pre-integration field and RescaleTransform back to full resolution.  `pre` is
+ * "" or "neg_" (layer names of the bidirectional branch). */
+static int integrate(builder *b, int preint, const int shape[3], int training, const char *pre)
+{
+    const vxm_dense_config *c = &b->m->dense;
+    int a0 = 3 - b->ndim, warp = preint;
+    char nm[VXM_NODE_NAME_MAX];
+    if (c->int_steps <= 0 || b->st)
+        return warp;
+    snprintf(nm, sizeof nm, "%.60s_%sflow_int", c->name, pre);
+    warp = training ? add_vecint_unrolled(b, warp, c->int_steps, nm) : add_vecint(b, warp, c->int_steps, nm);
+    if (c->int_resolution > 1 && warp >= 0) {
+        snprintf(nm, sizeof nm, "%.60s_%sdiffflow", c->name, pre);
+        warp = add_rescale(b, warp, (double)shape[a0] / b->g->nodes[warp].shape[a0], VXM_RESIZE_LINSPACE, nm);
+    }
+    return warp;
+}
+
 vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out)
 {
-    return vxm_dense_build_graph_ex(ctx, m, ndim, shape, 0, out);
+    return vxm_dense_build_graph_ex(ctx, m, ndim, shape, 0, 0, out);
 }
 
 vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3], int training,
-                                    vxm_graph **out)
+                                    int seg_channels, vxm_graph **out)
 {
     const vxm_dense_config *c = &m->dense;
     *out = NULL;
@@ -319,42 +355,61 @@ vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int nd
     layer_name(nm, &b, "svf_resize", 0, 0);
     if (svf0 != flow0)
         flow = add_rescale(&b, flow, (double)svf0 / flow0, VXM_RESIZE_LINSPACE, nm);
-    int warp = flow;
-    b.g->out_preint = flow;
+    int preint = flow;
     if (c->int_steps > 0) {
         int int0 = res_size(shape[a0], c->int_resolution);
         if (c->int_resolution > 1 && int0 != svf0) {
             layer_name(nm, &b, "flow_resize", 0, 0);
-            warp = add_rescale(&b, warp, (double)int0 / svf0, VXM_RESIZE_LINSPACE, nm);
-        }
-        b.g->out_preint = warp;
-        layer_name(nm, &b, "flow_int", 0, 0);
-        warp = training ? add_vecint_unrolled(&b, warp, c->int_steps, nm) : add_vecint(&b, warp, c->int_steps, nm);
-        if (c->int_resolution > 1 && warp >= 0) {
-            layer_name(nm, &b, "diffflow", 0, 0);
-            warp = add_rescale(&b, warp, (double)shape[a0] / b.g->nodes[warp].shape[a0], VXM_RESIZE_LINSPACE, nm);
+            preint = add_rescale(&b, preint, (double)int0 / svf0, VXM_RESIZE_LINSPACE, nm);
         }
     }
+    b.g->out_preint = preint;
+    int warp = integrate(&b, preint, shape, training, "");
     if (!b.st && memcmp(b.g->nodes[warp].shape, shape, sizeof in.shape) != 0)
         b.st = vxm_error(ctx, VXM_ESHAPE, m->path, "model produces a %dx%dx%d warp for a %dx%dx%d input",
                          b.g->nodes[warp].shape[0], b.g->nodes[warp].shape[1], b.g->nodes[warp].shape[2], shape[0],
                          shape[1], shape[2]);
     layer_name(nm, &b, "transformer", 0, 0);
-    vxm_node tr = node_like(&b, VXM_OP_TRANSFORM, nm, warp);
-    if (!b.st) {
-        tr.in[0] = src;
-        tr.in[1] = warp;
-        tr.n_in = 2;
-        tr.channels = c->src_feats;
-        tr.p.transform.interp = VXM_INTERP_LINEAR;
-        tr.p.transform.use_fill = c->use_fill;
-        tr.p.transform.fill = c->fill_value;
+    int moved = add_transform(&b, src, warp, nm);
+    if (training && c->bidir && !b.st) {
+        /* neg_flow = -preint_flow, negated BEFORE integration (spec §3.3 step 5), warps the target */
+        layer_name(nm, &b, "neg_flow", 0, 0);
+        int neg = add_scale(&b, preint, -1.0f, nm);
+        int neg_warp = integrate(&b, neg, shape, training, "neg_");
+        layer_name(nm, &b, "neg_transformer", 0, 0);
+        b.g->out_neg_moved = add_transform(&b, trg, neg_warp, nm);
     }
-    int moved = push(&b, &tr);
+    if (training && seg_channels > 0 && !b.st) {
+        /* VxmDenseSemiSupervisedSeg (spec §8.2): the source one-hot, strided to half size by the generator, warped
+         * linearly by RescaleTransform(1/2) of the final warp (linspace mapping) */
+        vxm_node si = node_like(&b, VXM_OP_INPUT, "", -1);
+        for (int d = 0; d < 3; d++)
+            si.shape[d] = d >= 3 - ndim ? (shape[d] + 1) / 2 : shape[d];
+        si.channels = seg_channels;
+        for (int k = 2; k < 4; k++) {
+            layer_name(nm, &b, k == 2 ? "source_seg_input" : "target_seg_input", 0, 0);
+            name_join(si.name, nm, "");
+            si.p.input.index = k;
+            int id = push(&b, &si);
+            if (k == 2)
+                b.g->in_seg_source = id;
+            else
+                b.g->in_seg_target = id;
+        }
+        layer_name(nm, &b, "seg_resize", 0, 0);
+        int half = add_rescale(&b, warp, 0.5, VXM_RESIZE_LINSPACE, nm);
+        layer_name(nm, &b, "seg_transformer", 0, 0);
+        if (!b.st && memcmp(b.g->nodes[half].shape, si.shape, sizeof si.shape))
+            b.st = vxm_error(ctx, VXM_ESHAPE, m->path, "the half-resolution warp does not match the strided segmentation");
+        if (!b.st)
+            b.g->out_seg_moved = add_transform(&b, b.g->in_seg_source, half, nm);
+    }
     if (b.st) {
         vxm_graph_free(b.g);
         return b.st;
     }
+    b.g->in_source = src;
+    b.g->in_target = trg;
     b.g->out_moved = moved;
     b.g->out_warp = warp;
     *out = b.g;

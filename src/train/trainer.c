@@ -26,6 +26,8 @@ void vxm_train_options_default(vxm_train_options *o)
     o->beta1 = 0.9;
     o->beta2 = 0.999;
     o->epsilon = 1e-7;
+    o->kl_lambda = 10;    /* train.py --kl-lambda */
+    o->dice_weight = 0.01; /* train_semisupervised_seg.py */
 }
 
 /* The model: loaded (architecture + weights) or a new VxmDense with train.py's constructor arguments. */
@@ -40,9 +42,11 @@ static vxm_status make_model(vxm_trainer *t, int ndim, const int shape[3], int s
         if (m->kind != VXM_MODEL_VXMDENSE)
             return vxm_error(t->ctx, VXM_EUNSUPPORTED, o->load_weights,
                              "is a legacy Keras graph; only VxmDense models can be trained");
-        if (m->dense.use_probs || m->dense.bidir)
-            return vxm_error(t->ctx, VXM_EUNSUPPORTED, o->load_weights,
-                             "probabilistic and bidirectional models are not trainable yet");
+        if (o->use_probs && !m->dense.use_probs)
+            return vxm_error(t->ctx, VXM_EINVAL, o->load_weights,
+                             "--use-probs needs a probabilistic model (this one has no log-sigma head)");
+        if (o->bidir) /* bidirectional training adds no weights: any VxmDense can be trained both ways */
+            t->model->dense.bidir = 1;
         if (m->src_feats != src_feats || m->trg_feats != trg_feats)
             return vxm_error(t->ctx, VXM_ESHAPE, o->load_weights,
                              "model expects %d/%d channels (source/target), the images have %d/%d", m->src_feats,
@@ -74,6 +78,8 @@ static vxm_status make_model(vxm_trainer *t, int ndim, const int shape[3], int s
     c->int_resolution = o->int_downsize; /* int_resolution = args.int_downsize (l.140-149) */
     c->src_feats = src_feats;
     c->trg_feats = trg_feats;
+    c->bidir = o->bidir;
+    c->use_probs = o->use_probs;
     snprintf(c->name, sizeof c->name, "vxm_dense");
     m->kind = VXM_MODEL_VXMDENSE;
     m->ndim = ndim;
@@ -116,23 +122,40 @@ static int add_loss(vxm_trainer *t, vxm_op op, const char *name, int a, int b, d
 
 /* train.py's loss list (l.156-178): [image loss (weight 1), Grad('l2', loss_mult=int_downsize) (weight lambda)]
  * on [moved, pre-integration field]. */
+static int add_image_loss(vxm_trainer *t, const char *name, int y_true, int y_pred, double weight)
+{
+    const vxm_train_options *o = &t->opt;
+    if (o->image_loss == VXM_LOSS_NCC)
+        return add_loss(t, VXM_OP_LOSS_NCC, name, y_true, y_pred, 1.0, weight);
+    return add_loss(t, VXM_OP_LOSS_MSE, name, y_true, y_pred, 1.0 / (o->image_sigma * o->image_sigma), weight);
+}
+
+/* train.py's loss list (l.156-178): image loss(es) -- [1] or bidirectional [0.5, 0.5] on (fixed, moved) and
+ * (moving, fixed warped back) -- then the regulariser weighted by lambda: Grad('l2', loss_mult = int_downsize) on
+ * the pre-integration field, or KL(kl_lambda) on the flow mean / log-variance with --use-probs; semi-supervised
+ * (train_semisupervised_seg.py) adds Dice(fixed one-hot, warped moving one-hot) weighted by dice_weight. */
 static vxm_status add_losses(vxm_trainer *t)
 {
     vxm_graph *g = t->g;
-    int target = -1;
-    for (int i = 0; i < g->n; i++)
-        if (g->nodes[i].op == VXM_OP_INPUT && g->nodes[i].p.input.index == 1)
-            target = i;
-    if (target < 0 || g->out_moved < 0 || g->out_preint < 0)
-        return vxm_error(t->ctx, VXM_EINVAL, t->model->path, "model graph lacks the outputs training needs");
     const vxm_train_options *o = &t->opt;
-    int r;
-    if (o->image_loss == VXM_LOSS_NCC)
-        r = add_loss(t, VXM_OP_LOSS_NCC, "ncc", target, g->out_moved, 1.0, 1.0);
-    else
-        r = add_loss(t, VXM_OP_LOSS_MSE, "mse", target, g->out_moved, 1.0 / (o->image_sigma * o->image_sigma), 1.0);
-    if (r >= 0)
+    const vxm_dense_config *c = &t->model->dense;
+    if (g->in_target < 0 || g->out_moved < 0 || g->out_preint < 0 || (c->bidir && g->out_neg_moved < 0) ||
+        (c->use_probs && g->out_flow_logvar < 0) || (o->nlabels > 0 && g->out_seg_moved < 0))
+        return vxm_error(t->ctx, VXM_EINVAL, t->model->path, "model graph lacks the outputs training needs");
+    const char *img = o->image_loss == VXM_LOSS_NCC ? "ncc" : "mse";
+    const char *img_neg = o->image_loss == VXM_LOSS_NCC ? "ncc_neg" : "mse_neg";
+    int r = add_image_loss(t, img, g->in_target, g->out_moved, c->bidir ? 0.5 : 1.0);
+    if (r >= 0 && c->bidir)
+        r = add_image_loss(t, img_neg, g->in_source, g->out_neg_moved, 0.5);
+    if (r >= 0 && c->use_probs) {
+        r = add_loss(t, VXM_OP_LOSS_KL, "kl", g->out_flow_mean, g->out_flow_logvar, 1.0, o->lambda);
+        if (r >= 0)
+            t->g->nodes[r].p.loss.prior_lambda = (float)o->kl_lambda;
+    } else if (r >= 0) {
         r = add_loss(t, VXM_OP_LOSS_GRAD, "grad", g->out_preint, -1, (double)o->int_downsize, o->lambda);
+    }
+    if (r >= 0 && o->nlabels > 0)
+        r = add_loss(t, VXM_OP_LOSS_DICE, "dice", g->in_seg_target, g->out_seg_moved, 1.0, o->dice_weight);
     if (r < 0)
         return vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory");
     return VXM_OK;
@@ -158,6 +181,22 @@ static vxm_status alloc_state(vxm_trainer *t)
     return st;
 }
 
+/* Semi-supervised: a private copy of the label list and the two strided one-hot buffers. */
+static vxm_status alloc_segs(vxm_trainer *t, const vxm_train_options *o)
+{
+    size_t half = 1;
+    for (int d = 0; d < 3; d++)
+        half *= (size_t)(d >= 3 - t->ndim ? (t->shape[d] + 1) / 2 : t->shape[d]);
+    t->labels = malloc(sizeof(int) * (size_t)o->nlabels);
+    t->seg_onehot[0] = malloc(half * (size_t)o->nlabels * sizeof(float));
+    t->seg_onehot[1] = malloc(half * (size_t)o->nlabels * sizeof(float));
+    if (!t->labels || !t->seg_onehot[0] || !t->seg_onehot[1])
+        return vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory");
+    memcpy(t->labels, o->labels, sizeof(int) * (size_t)o->nlabels);
+    t->opt.labels = t->labels;
+    return VXM_OK;
+}
+
 vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train_options *o, int ndim,
                               const int shape[3], int src_feats, int trg_feats, vxm_trainer **out)
 {
@@ -174,7 +213,7 @@ vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train
     memcpy(t->shape, shape, sizeof t->shape);
     vxm_status st = make_model(t, ndim, shape, src_feats, trg_feats);
     if (!st)
-        st = vxm_dense_build_graph_ex(ctx, t->model, ndim, shape, 1, &t->g);
+        st = vxm_dense_build_graph_ex(ctx, t->model, ndim, shape, 1, o->nlabels, &t->g);
     if (!st && t->model->new_weights)
         st = vxm_trainer_init_weights(t);
     if (!st)
@@ -185,6 +224,8 @@ vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train
         st = vxm_weights_upload(be, t->g, &t->w);
     if (!st)
         st = alloc_state(t);
+    if (!st && o->nlabels > 0)
+        st = alloc_segs(t, o);
     if (!st && o->resume)
         st = vxm_trainer_load_optimizer(t, o->resume);
     if (st) {
@@ -211,6 +252,9 @@ void vxm_trainer_free(vxm_trainer *t)
     free(t->m);
     free(t->v);
     free(t->init_host);
+    free(t->labels);
+    free(t->seg_onehot[0]);
+    free(t->seg_onehot[1]);
     vxm_weights_free(t->w);
     vxm_graph_free(t->g);
     vxm_model_free(t->model);
@@ -234,6 +278,27 @@ static void print_profile(const vxm_graph *g, const vxm_exec *ex)
         if (per_op[k] > 0.0005)
             fprintf(stderr, " %s %.3f", vxm_op_name((vxm_op)k), per_op[k]);
     fprintf(stderr, "\n");
+}
+
+/* The semi-supervised generator's targets (training doc §1.1): one channel per label (seg == label), at every
+ * second voxel of each image axis ([::2]). */
+static void one_hot_strided(const vxm_trainer *t, const float *seg, float *out)
+{
+    const int *n = t->shape, nl = t->opt.nlabels;
+    int h[3], s[3];
+    for (int d = 0; d < 3; d++) {
+        int on = d >= 3 - t->ndim;
+        h[d] = on ? (n[d] + 1) / 2 : n[d];
+        s[d] = on ? 2 : 1;
+    }
+    for (int i = 0; i < h[0]; i++)
+        for (int j = 0; j < h[1]; j++)
+            for (int k = 0; k < h[2]; k++) {
+                float v = seg[((size_t)(i * s[0]) * n[1] + (size_t)(j * s[1])) * n[2] + (size_t)(k * s[2])];
+                float *o = out + (((size_t)i * h[1] + j) * h[2] + k) * (size_t)nl;
+                for (int l = 0; l < nl; l++)
+                    o[l] = v == (float)t->opt.labels[l] ? 1.0f : 0.0f;
+            }
 }
 
 long vxm_trainer_steps_done(const vxm_trainer *t)
@@ -276,9 +341,22 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
      * per-sample gradients. */
     float inv_b = 1.0f / (float)batch;
     for (int b = 0; b < batch && !st; b++) {
-        const float *in[4] = {smp[b].moving, smp[b].fixed, smp[b].moving_seg, smp[b].fixed_seg};
+        const float *in[4] = {smp[b].moving, smp[b].fixed, NULL, NULL};
+        if (t->opt.nlabels > 0) {
+            if (!smp[b].moving_seg || !smp[b].fixed_seg)
+                return vxm_error(t->ctx, VXM_EINVAL, "train", "semi-supervised training needs both segmentations");
+            one_hot_strided(t, smp[b].moving_seg, t->seg_onehot[0]);
+            one_hot_strided(t, smp[b].fixed_seg, t->seg_onehot[1]);
+            in[2] = t->seg_onehot[0];
+            in[3] = t->seg_onehot[1];
+        }
+        /* probabilistic models sample their field with fresh noise for every (update, sample), reproducibly from the
+         * seed: a function of the update count, so a resumed run draws what an uninterrupted one would */
+        int det = !t->model->dense.use_probs;
+        unsigned long long noise_seed =
+            (t->opt.seed + 1) * 0x9E3779B97F4A7C15ULL ^ ((unsigned long long)t->step * 64 + (unsigned long long)b);
         vxm_exec *ex = NULL;
-        st = vxm_exec_begin_with(be, g, t->w, in, 4, 1, 0, &ex);
+        st = vxm_exec_begin_with(be, g, t->w, in, 4, det, noise_seed, &ex);
         const char *prof = getenv("VXM_PROFILE"); /* per-op time table on stderr (the benchmark's breakdown) */
         if (!st && prof && *prof)
             st = vxm_exec_set_profiling(ex, 1);

@@ -20,6 +20,8 @@ struct vxm_trainer {
     vxm_buffer **grad, **m, **v; /* per parameter */
     long step;          /* optimiser updates done (Adam's t of the next update is step + 1) */
     vxm_train_losses names; /* term names and weights */
+    int *labels;              /* semi-supervised: copy of the label list */
+    float *seg_onehot[2];     /* semi-supervised: strided one-hot source / target maps */
 };
 
 /* Fills host values for every parameter of a new model (he_normal truncated for U-Net convs, N(0,1e-5) for the

@@ -1,10 +1,13 @@
-/* The trainer's weights in Keras order, checkpoints that Python's VxmDense.load and `vxm register` read (spec §10),
- * and gradient files in the layout of shared/data/train/<case>_grads.h5. */
+/* The trainer's weights in Keras order, checkpoints that Python's VxmDense.load and `vxm register` read (spec §10)
+ * with the optimiser state that --resume restores (checkpoint.h), and gradient files in the layout of
+ * shared/data/train/<case>_grads.h5. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/keras_h5.h"
 #include "model/keras_h5_write.h"
+#include "train/checkpoint.h"
 #include "train/trainer_internal.h"
 
 int vxm_trainer_num_weights(const vxm_trainer *t)
@@ -37,8 +40,9 @@ vxm_status vxm_trainer_write_weight(vxm_trainer *t, int i, const float *data)
     return t->be->ops->buffer_write(t->be, t->w->buf[i], data, t->g->params[i].numel);
 }
 
-/* Host copies of every weight (or gradient) as the writer's list; free with free_list. */
-static vxm_status download_all(vxm_trainer *t, int gradients, vxm_h5_out_weight **out)
+/* Host copies of one device tensor per parameter (weights, gradients, Adam moments) as the writer's list; free
+ * with free_list. */
+static vxm_status download_all(vxm_trainer *t, vxm_buffer *const *src, vxm_h5_out_weight **out)
 {
     int n = t->g->nparams;
     vxm_h5_out_weight *w = calloc((size_t)(n ? n : 1), sizeof *w);
@@ -56,7 +60,7 @@ static vxm_status download_all(vxm_trainer *t, int gradients, vxm_h5_out_weight 
         if (!h)
             st = vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory");
         else
-            st = gradients ? vxm_trainer_read_gradient(t, k, h) : vxm_trainer_read_weight(t, k, h);
+            st = t->be->ops->buffer_read(t->be, src[k], h, p->numel);
     }
     if (st) {
         for (int k = 0; k < n; k++)
@@ -113,22 +117,68 @@ static int layer_names(const vxm_trainer *t, char ***out)
     return n;
 }
 
-vxm_status vxm_trainer_save(vxm_trainer *t, const char *path)
+static const char *optimizer_name(vxm_optimizer o)
+{
+    return o == VXM_OPT_SGD ? "sgd" : "adam";
+}
+
+/* The /vxm_optimizer group (checkpoint.h); m and v are host copies (Adam only). */
+static void fill_state(const vxm_trainer *t, long epoch, const vxm_h5_out_weight *m, const vxm_h5_out_weight *v,
+                       vxm_h5_out_state *s)
+{
+    const vxm_train_options *o = &t->opt;
+    memset(s, 0, sizeof *s);
+    s->group = VXM_CKPT_GROUP;
+    s->str_name[0] = "optimizer";
+    s->str_value[0] = optimizer_name(o->optimizer);
+    s->nstr = 1;
+    s->int_name[s->nint] = "step";
+    s->int_value[s->nint++] = t->step;
+    if (epoch >= 0) {
+        s->int_name[s->nint] = "epoch";
+        s->int_value[s->nint++] = epoch;
+    }
+    const char *dn[4] = {"lr", "beta1", "beta2", "epsilon"};
+    double dv[4] = {o->lr, o->beta1, o->beta2, o->epsilon};
+    for (int i = 0; i < 4; i++) {
+        s->dbl_name[i] = dn[i];
+        s->dbl_value[i] = dv[i];
+    }
+    s->ndbl = 4;
+    if (m && v) {
+        s->set_name[0] = "m";
+        s->set[0] = m;
+        s->set_name[1] = "v";
+        s->set[1] = v;
+        s->nsets = 2;
+    }
+    s->nweights = t->g->nparams;
+}
+
+vxm_status vxm_trainer_save_checkpoint(vxm_trainer *t, const char *path, long epoch)
 {
     vxm_dense_config cfg = t->model->dense;
     cfg.ndim = t->ndim;
     memcpy(cfg.inshape, t->shape, sizeof cfg.inshape); /* the data's shape (2-D: axis 0 is 1) */
     char *json = vxm_dense_config_to_json(&cfg);
     char **names = NULL;
-    int nn = json ? layer_names(t, &names) : -1;
-    vxm_h5_out_weight *w = NULL;
+    int nn = json ? layer_names(t, &names) : -1, np = t->g->nparams, adam = t->opt.optimizer == VXM_OPT_ADAM;
+    vxm_h5_out_weight *w = NULL, *m = NULL, *v = NULL;
     vxm_status st;
     if (!json || nn < 0)
         st = vxm_error(t->ctx, VXM_ENOMEM, path, "out of memory");
-    else if (!(st = download_all(t, 0, &w))) {
-        st = vxm_h5_write_model(t->ctx, path, json, (const char *const *)names, nn, w, t->g->nparams);
-        free_list(w, t->g->nparams);
+    else if (!(st = download_all(t, t->w->buf, &w)) && (!adam || (!(st = download_all(t, t->m, &m)) &&
+                                                                  !(st = download_all(t, t->v, &v))))) {
+        vxm_h5_out_state state;
+        fill_state(t, epoch, m, v, &state);
+        st = vxm_h5_write_model_state(t->ctx, path, json, (const char *const *)names, nn, w, np, &state);
     }
+    if (w)
+        free_list(w, np);
+    if (m)
+        free_list(m, np);
+    if (v)
+        free_list(v, np);
     for (int i = 0; i < nn; i++)
         free(names[i]);
     free(names);
@@ -136,15 +186,75 @@ vxm_status vxm_trainer_save(vxm_trainer *t, const char *path)
     return st;
 }
 
+vxm_status vxm_trainer_save(vxm_trainer *t, const char *path)
+{
+    return vxm_trainer_save_checkpoint(t, path, -1);
+}
+
+/* Reads the attributes of an open /vxm_optimizer group. */
+static vxm_status read_info(vxm_context *ctx, const char *path, vxm_h5_state *s, vxm_checkpoint_info *info)
+{
+    long long step = 0, epoch = -1;
+    memset(info, 0, sizeof *info);
+    if (!vxm_h5_state_str(s, "optimizer", info->optimizer, sizeof info->optimizer) ||
+        !vxm_h5_state_int(s, "step", &step) || step < 0)
+        return vxm_error(ctx, VXM_EFORMAT, path, "/" VXM_CKPT_GROUP " lacks its optimizer or step attribute");
+    if (!vxm_h5_state_int(s, "epoch", &epoch) || epoch < 0)
+        epoch = -1;
+    if (!vxm_h5_state_double(s, "lr", &info->lr))
+        info->lr = -1;
+    info->step = (long)step;
+    info->epoch = (long)epoch;
+    return VXM_OK;
+}
+
+vxm_status vxm_checkpoint_info_read(vxm_context *ctx, const char *path, vxm_checkpoint_info *info)
+{
+    vxm_h5_state *s = NULL;
+    vxm_status st = vxm_h5_state_open(ctx, path, VXM_CKPT_GROUP, &s);
+    if (st == VXM_EFORMAT)
+        return vxm_error(ctx, st, path, "holds no optimizer state (/" VXM_CKPT_GROUP "): not a checkpoint of vxm "
+                                        "train; start from its weights with --load-weights instead");
+    if (!st)
+        st = read_info(ctx, path, s, info);
+    vxm_h5_state_close(s);
+    return st;
+}
+
 vxm_status vxm_trainer_load_optimizer(vxm_trainer *t, const char *path)
 {
-    return vxm_error(t->ctx, VXM_EUNSUPPORTED, path, "resuming the optimiser state is not implemented yet");
+    vxm_checkpoint_info info;
+    vxm_h5_state *s = NULL;
+    vxm_status st = vxm_checkpoint_info_read(t->ctx, path, &info);
+    if (!st && strcmp(info.optimizer, optimizer_name(t->opt.optimizer)))
+        st = vxm_error(t->ctx, VXM_EINVAL, path, "was trained with the %s optimizer, not %s", info.optimizer,
+                       optimizer_name(t->opt.optimizer));
+    if (!st)
+        st = vxm_h5_state_open(t->ctx, path, VXM_CKPT_GROUP, &s);
+    size_t maxn = 1;
+    for (int k = 0; k < t->g->nparams; k++)
+        maxn = t->g->params[k].numel > maxn ? t->g->params[k].numel : maxn;
+    float *h = st ? NULL : malloc(maxn * sizeof(float));
+    if (!st && !h)
+        st = vxm_error(t->ctx, VXM_ENOMEM, path, "out of memory");
+    /* SGD has no moments; Adam's m and v go to the device buffers alloc_state made */
+    for (int k = 0; k < t->g->nparams && !st && t->opt.optimizer == VXM_OPT_ADAM; k++) {
+        const vxm_graph_param *p = &t->g->params[k];
+        for (int j = 0; j < 2 && !st; j++)
+            if (!(st = vxm_h5_state_read(s, j ? "v" : "m", p->layer, p->kind, p->rank, p->dims, h)))
+                st = t->be->ops->buffer_write(t->be, (j ? t->v : t->m)[k], h, p->numel);
+    }
+    if (!st)
+        t->step = info.step;
+    free(h);
+    vxm_h5_state_close(s);
+    return st;
 }
 
 vxm_status vxm_trainer_save_gradients(vxm_trainer *t, const char *path)
 {
     vxm_h5_out_weight *w = NULL;
-    vxm_status st = download_all(t, 1, &w);
+    vxm_status st = download_all(t, t->grad, &w);
     if (st)
         return st;
     st = vxm_h5_write_gradients(t->ctx, path, w, t->g->nparams);
