@@ -4,6 +4,7 @@
 #   make test   deps + build + all tests (ends with "N passed, N failed")
 #   make demo   deps + build + register the shared pair1 with the published model
 #   make bench  timing table (bench/)
+#   make train-demo  train on a synthetic 2-D cohort, Dice before/after (tests/train_demo.sh)
 
 CC      ?= cc
 PREFIX  ?= /usr/local
@@ -128,6 +129,18 @@ $(BUILD)/bench/train_bench: bench/train_bench.c libvxm.a
 $(BUILD)/bench/fma_peak: bench/fma_peak.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -fopenmp
+
+$(BUILD)/bench/make_cohort: bench/make_cohort.c libvxm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< libvxm.a $(LDFLAGS) $(LDLIBS)
+
+# make train-demo: synthetic 2-D cohort from the shared brain scan, train, then Dice of the trained model vs
+# the untrained one (tests/train_demo.sh).  tests/t_train_demo.sh needs the cohort generator too.
+.PHONY: train-demo
+train-demo: deps
+	$(MAKE) all $(BUILD)/bench/make_cohort
+	bash tests/train_demo.sh
+tests: $(BUILD)/bench/make_cohort
 
 bench: deps
 	$(MAKE) all $(BUILD)/bench/vxm_bench $(BUILD)/bench/train_bench $(BUILD)/bench/fma_peak

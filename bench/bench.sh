@@ -50,3 +50,32 @@ build/bench/train_bench --new --shape 64 64 64 --device cpu --threads "$THREADS"
 if [ -n "${TF_PYTHON:-}" ]; then  # the same step in TensorFlow VoxelMorph, same machine, same run
     for shp in "64 64 64" "160 192 224"; do THREADS=$THREADS "$TF_PYTHON" bench/tf_train_step.py $shp || true; done
 fi
+# PyTorch reference (bench/torch_train_step.py: the published architecture in PyTorch, same loss and optimiser):
+# TORCH_PYTHON, else the first of python3 and Debian's /usr/bin/python3 (python3-torch) that imports torch.
+# Its rows continue the table; the ratios compare with vxm CPU steps timed again here, in the same run.
+TORCH_PY=${TORCH_PYTHON:-}
+if [ -z "$TORCH_PY" ]; then
+    for p in python3 /usr/bin/python3; do
+        if "$p" -c 'import torch' 2>/dev/null; then TORCH_PY=$p; break; fi
+    done
+fi
+if [ -n "$TORCH_PY" ]; then
+    ratios=""
+    for shp in "64 64 64" "160 192 224"; do
+        trow=$(THREADS=$THREADS "$TORCH_PY" bench/torch_train_step.py $shp) || { echo "| PyTorch | published | $shp | mse | failed | |"; continue; }
+        echo "$trow"
+        vrow=$(build/bench/train_bench --model "$MODEL" --shape $shp --device cpu --threads "$THREADS" --runs "$RUNS") || continue
+        # columns: | device | architecture | shape | loss | step | peak RSS |  ->  step "X s", RSS "Y MB"
+        ratios="$ratios$(printf '%s\n%s\n' "$vrow" "$trow" | awk -F'|' '
+            { gsub(/ s *$/, "", $6); gsub(/ MB *$/, "", $7); step[NR] = $6 + 0; rss[NR] = $7 + 0; shape = $4; gsub(/^ +| +$/, "", shape) }
+            END { printf "%s: vxm CPU step / PyTorch step = %.3f s / %.3f s = %.2f;  RSS ratio = %.0f MB / %.0f MB = %.2f\n",
+                         shape, step[1], step[2], step[1] / step[2], rss[1], rss[2], rss[1] / rss[2] }')
+"
+    done
+    echo
+    echo "== vxm CPU backend vs PyTorch ($("$TORCH_PY" -c 'import torch; print(torch.__version__)'), $THREADS threads; vxm steps re-timed in this run)"
+    printf '%s' "$ratios"
+else
+    echo
+    echo "(no Python with torch found: set TORCH_PYTHON, or apt-get install python3-torch, for the PyTorch reference)"
+fi

@@ -15,26 +15,7 @@ rm -rf "$T"; mkdir -p "$T"
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
 
-# npy2d OUT H W KIND: float32 (H, W) .npy; KIND sq0/sq1: a bright square (shifted by one voxel for sq1) on a
-# faint pattern; nan: sq0 with one NaN voxel.
-npy2d() {
-    local out=$1 h=$2 w=$3 kind=$4 hdr body="" i j v off=0
-    [ "$kind" = sq1 ] && off=1
-    hdr="{'descr': '<f4', 'fortran_order': False, 'shape': ($h, $w), }"
-    while [ $(( (10 + ${#hdr} + 1) % 64 )) -ne 0 ]; do hdr="$hdr "; done
-    for ((i = 0; i < h; i++)); do
-        for ((j = 0; j < w; j++)); do
-            v='\x00\x00\x00\x00'                                                   # 0.0f
-            if [ $i -ge $((4 + off)) ] && [ $i -lt $((h - 4 + off)) ] && [ $j -ge $((4 + off)) ] && [ $j -lt $((w - 4 + off)) ]; then
-                v='\x00\x00\x80\x3f'                                               # 1.0f
-            elif [ $(( (i + j) % 3 )) -eq 0 ]; then v='\x00\x00\x00\x3e'; fi        # 0.125f
-            [ "$kind" = nan ] && [ $i -eq 3 ] && [ $j -eq 5 ] && v='\x00\x00\xc0\x7f'  # NaN
-            body="$body$v"
-        done
-    done
-    { printf '\223NUMPY\001\000'; printf "\\$(printf %03o $(( (${#hdr} + 1) % 256 )))\\$(printf %03o $(( (${#hdr} + 1) / 256 )))"
-      printf '%s\n' "$hdr"; printf "$body"; } >"$out"
-}
+. tests/train_npy.sh   # npy2d
 npy2d "$T/a.npy" 16 16 sq0; npy2d "$T/b.npy" 16 16 sq1; npy2d "$T/c.npy" 16 12 sq0; npy2d "$T/n.npy" 16 16 nan
 npy2d "$T/s12a.npy" 12 12 sq0; npy2d "$T/s12b.npy" 12 12 sq1
 echo "not a volume" >"$T/bad.npy"
@@ -138,8 +119,8 @@ fi
 if [ $rc -ne 0 ]; then fail "train runs (1 epoch, 1 step)" "exit $rc: $(tail -2 "$T/probe.err" | tr '\n' '|')"; exit 0; fi
 pass "train runs (1 epoch, 1 step)"
 
-# files DIR: the checkpoint names, space separated
-files() { (cd "$1" 2>/dev/null && ls | tr '\n' ' '); }
+# files DIR: the checkpoint names, space separated (not log.csv / loss.png)
+files() { (cd "$1" 2>/dev/null && ls -- *.h5 2>/dev/null | tr '\n' ' '); }
 run() { local d=$1; shift; "$VXM" train --model-dir "$T/$d" "$@" >"$T/$d.out" 2>"$T/$d.err"; }
 
 run e3 --pairs "$T/pairs.txt" "${AFF[@]}" "${SMALL[@]}" --epochs 3 --steps-per-epoch 1; rc=$?

@@ -5,28 +5,42 @@
  * chosen device.  Checkpoints follow train.py: D/<initial_epoch>.h5 before training, then Keras' ModelCheckpoint
  * with save_freq = --save-freq epochs counted from the initial epoch (doc §1, "Checkpoint naming/timing";
  * identical to "epoch % save_freq == 0" when training starts from a checkpoint epoch), plus the final epoch.
- * A NaN/Inf loss stops training before the bad update, so the last checkpoint holds the last good weights. */
+ * A NaN/Inf loss stops training before the bad update, so the last checkpoint holds the last good weights.
+ * Checkpoints also hold the optimiser state and step (train/checkpoint.h): --resume continues exactly, since the
+ * batch draws depend on (seed, step) only.  SIGINT/SIGTERM stop after the current step with a checkpoint.  The
+ * person's view: epoch lines, a live line per step on a terminal, D/log.csv and D/loss.png (cli/train_log.c,
+ * cli/train_plot.c); volumes are loaded on a background thread (cli/train_prefetch.c). */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/train_data.h"
+#include "cli/train_log.h"
+#include "cli/train_plot.h"
+#include "cli/train_prefetch.h"
+#include "train/checkpoint.h"
 #include "train/train.h"
 
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vxm train --model-dir D (--img-list LIST [--atlas A] | --pairs LIST) [options]\n\n"
+            "usage: vxm train --model-dir D (--img-list LIST [--atlas A] | --pairs LIST) [options]\n"
+            "       vxm train --plot D       (draw D/loss.png from D/log.csv, then exit)\n\n"
             "Trains a VxmDense model as VoxelMorph's scripts/tf/train.py: loss = image loss + lambda * Grad('l2',\n"
             "loss_mult = int-downsize) of the pre-integration field; Adam as Keras (beta 0.9/0.999, eps 1e-7).\n"
             "Writes D/%%04d.h5 (VoxelMorph .h5, readable by 'vxm register' and VxmDense.load): the initial epoch\n"
             "before training, then every --save-freq epochs and after the last epoch.  Volumes are used as\n"
             "stored (no intensity scaling: supply [0,1] data); all must share one shape, which must be a multiple\n"
-            "of 2^(encoder levels) (no padding in training).  2-D volumes train a 2-D model.\n\n"
+            "of 2^(encoder levels) (no padding in training).  2-D volumes train a 2-D model.\n"
+            "Progress: one line per epoch on stderr (and a live line per step when stderr is a terminal);\n"
+            "D/log.csv gets one row per step (epoch, step, each weighted loss term, total, seconds).\n"
+            "Ctrl-C (SIGINT) or SIGTERM stops after the current step and writes D/<epoch>.h5 (exit 130/143).\n\n"
             "data:\n"
             "  --img-list LIST   one volume per line; each step draws moving and fixed independently and\n"
             "                    uniformly (scan-to-scan), or with --atlas A, moving = a drawn scan, fixed = A\n"
@@ -34,9 +48,17 @@ static void usage(FILE *f)
             "                    (lists: whitespace separated, blank lines and lines starting with # skipped)\n"
             "  --img-prefix P, --img-suffix S   file = P + listed name + S (not applied to --atlas)\n"
             "  --batch-size N    pairs per step (default 1)\n"
-            "  --seed S          seeds the draws (splitmix64) and a new model's initialisers (default 0)\n\n"
+            "  --seed S          seeds the draws and a new model's initialisers (default 0); the draws of a\n"
+            "                    step depend on (seed, step) only, so --resume continues the same sequence\n"
+            "  --cache-mb MB     keep all volumes in memory when they need at most MB (default: half the\n"
+            "                    physical memory), else read them from disk for every batch\n"
+            "  --no-prefetch     load batches in the training thread (default: a background thread loads\n"
+            "                    the next batches while the device computes; the draws are the same)\n\n"
             "model:\n"
             "  --load-weights M.h5   start from this VoxelMorph model (architecture and weights; Adam restarts)\n"
+            "  --resume D/NNNN.h5    continue a vxm train checkpoint exactly: architecture, weights, optimizer\n"
+            "                    state and step; epochs count on from the checkpoint's (unless --initial-epoch);\n"
+            "                    --optimizer and --lr default to the checkpoint's\n"
             "  --enc N...        encoder features of a new model (default 16 32 32 32)\n"
             "  --dec N...        decoder features (default 32 32 32 32 32 16 16)\n"
             "  --int-steps N     scaling-and-squaring steps (default 7; 0 = no integration)\n"
@@ -51,7 +73,8 @@ static void usage(FILE *f)
             "  --epochs N        final epoch index (default 1500); epochs - initial-epoch epochs run\n"
             "  --steps-per-epoch N   (default 100)\n"
             "  --initial-epoch N     epoch to start counting from, e.g. when resuming (default 0)\n"
-            "  --save-freq N     checkpoint every N epochs (default 20)\n\n"
+            "  --save-freq N     checkpoint every N epochs (default 20)\n"
+            "  --plot-every N    redraw D/loss.png every N epochs (and after the last)\n\n"
             "device and checks:\n"
             "  --device SPEC     cpu | opencl[:P[:D]] | gpu:N | auto (default); --gpu N, --threads N\n"
             "  --save-gradients G.h5   write the gradients of the first step (one dataset per weight)\n"
@@ -61,11 +84,12 @@ static void usage(FILE *f)
 }
 
 typedef struct train_cli {
-    const char *model_dir, *save_gradients, *image_loss, *optimizer;
+    const char *model_dir, *save_gradients, *image_loss, *optimizer, *plot;
     train_data_spec data;
     vxm_train_options opt;
     cli_device_opts dev;
     int epochs, steps, batch, save_freq, initial_epoch, check, have_tolerance, have_arch;
+    int have_initial, have_lr, no_prefetch, plot_every;
     double tolerance;
 } train_cli;
 
@@ -115,12 +139,14 @@ static int parse(int argc, char **argv, train_cli *o)
     o->batch = 1;
     o->save_freq = 20;
     o->tolerance = 1e-3;
+    o->data.cache_mb = -1;
     const cli_string_opt strings[] = {
         {"--model-dir", &o->model_dir},       {"--pairs", &o->data.pairs},
         {"--img-list", &o->data.img_list},    {"--atlas", &o->data.atlas},
         {"--img-prefix", &o->data.img_prefix}, {"--img-suffix", &o->data.img_suffix},
         {"--load-weights", &o->opt.load_weights}, {"--save-gradients", &o->save_gradients},
         {"--image-loss", &o->image_loss},     {"--optimizer", &o->optimizer},
+        {"--resume", &o->opt.resume},         {"--plot", &o->plot},
     };
     const num_opt nums[] = {
         {"--int-steps", 'i', 0, 64, &o->opt.int_steps},
@@ -134,6 +160,8 @@ static int parse(int argc, char **argv, train_cli *o)
         {"--save-freq", 'i', 1, 1000000000, &o->save_freq},
         {"--initial-epoch", 'i', 0, 1000000000, &o->initial_epoch},
         {"--tolerance", 'd', 0, INFINITY, &o->tolerance},
+        {"--cache-mb", 'd', 0, INFINITY, &o->data.cache_mb},
+        {"--plot-every", 'i', 1, 1000000000, &o->plot_every},
     };
     cli_args a;
     cli_args_init(&a, argc, argv);
@@ -143,6 +171,8 @@ static int parse(int argc, char **argv, train_cli *o)
                    cli_is(&a, "--dec");
         o->have_arch |= arch;
         o->have_tolerance |= cli_is(&a, "--tolerance");
+        o->have_initial |= cli_is(&a, "--initial-epoch");
+        o->have_lr |= cli_is(&a, "--lr");
         int n = numeric_option(&a, nums, (int)(sizeof nums / sizeof nums[0]));
         if (n < 0)
             return 2;
@@ -158,6 +188,8 @@ static int parse(int argc, char **argv, train_cli *o)
                 return 2;
         } else if (cli_is(&a, "--check")) {
             o->check = 1;
+        } else if (cli_is(&a, "--no-prefetch")) {
+            o->no_prefetch = 1;
         } else {
             return cli_usage_error("train: unknown option '%s' (see vxm train --help)", a.name);
         }
@@ -165,6 +197,8 @@ static int parse(int argc, char **argv, train_cli *o)
     if (r)
         return r == CLI_HELP ? -1 : 2;
     o->opt.seed = o->data.seed;
+    if (o->plot)
+        return 0; /* --plot D: nothing else is needed */
     if (!o->model_dir || (!o->data.pairs && !o->data.img_list)) {
         usage(stderr);
         return cli_usage_error("train: --model-dir and either --img-list or --pairs are required");
@@ -178,6 +212,9 @@ static int parse(int argc, char **argv, train_cli *o)
     if (o->have_arch && o->opt.load_weights)
         return cli_usage_error("train: --enc/--dec/--int-steps/--int-downsize describe a new model; with "
                                "--load-weights the architecture comes from %s", o->opt.load_weights);
+    if (o->opt.resume && (o->have_arch || o->opt.load_weights))
+        return cli_usage_error("train: --resume continues %s with its own architecture and weights: no "
+                               "--load-weights/--enc/--dec/--int-steps/--int-downsize", o->opt.resume);
     if (o->opt.n_dec < o->opt.n_enc)
         return cli_usage_error("train: --dec needs at least as many values as --enc (%d), got %d", o->opt.n_enc,
                                o->opt.n_dec);
@@ -324,33 +361,42 @@ done:
     return rc;
 }
 
-static void format_eta(double s, char *buf, size_t n)
+/* Stop requests: the one piece of global mutable state the house rules allow -- set by the SIGINT/SIGTERM
+ * handler, read by the training loop after every step. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
 {
-    long t = (long)(s + 0.5);
-    if (t < 60)
-        snprintf(buf, n, "%lds", t);
-    else if (t < 3600)
-        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(buf, n, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+    stop_signal = sig;
 }
 
-/* "epoch 3/1500  loss 0.01234 (mse 0.0120, grad 0.00034)  0.52 s/step  ETA 1h02m" (epoch means, as Keras). */
-static void progress(const train_cli *o, int epoch, const vxm_train_losses *sum, double s_per_step, double eta)
+/* SA_RESETHAND: a second Ctrl-C ends the process at once (e.g. while the final checkpoint is being written);
+ * SA_RESTART: file and device calls of the current step are not interrupted. */
+static void catch_stop_signals(struct sigaction old[2])
 {
-    char e[32];
-    format_eta(eta, e, sizeof e);
-    fprintf(stderr, "epoch %d/%d  loss %.4g (", epoch, o->epochs, sum->total / o->steps);
-    for (int i = 0; i < sum->n; i++)
-        fprintf(stderr, "%s%s %.3g", i ? ", " : "", sum->name[i], sum->value[i] / o->steps);
-    fprintf(stderr, ")  %.3g s/step  ETA %s\n", s_per_step, e);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &old[0]);
+    sigaction(SIGTERM, &sa, &old[1]);
+}
+
+static void restore_signals(const struct sigaction old[2])
+{
+    sigaction(SIGINT, &old[0], NULL);
+    sigaction(SIGTERM, &old[1], NULL);
 }
 
 static int save_checkpoint(vxm_context *ctx, vxm_trainer *t, const char *dir, int epoch, char *path, size_t n)
 {
     snprintf(path, n, "%s/%04d.h5", dir, epoch);
-    if (vxm_trainer_save(t, path))
+    if (vxm_trainer_save_checkpoint(t, path, epoch)) {
+        train_live_clear();
         return cli_fail(ctx);
+    }
     printf("saved %s\n", path);
     fflush(stdout);
     return 0;
@@ -360,31 +406,54 @@ typedef struct train_run {
     vxm_context *ctx;
     vxm_trainer *t;
     const train_cli *o;
-    train_data *d;
-    const float **mov, **fix; /* batch pointers; the first batch is drawn before training (for --check) */
+    train_prefetch *pf;
+    train_batch *b;           /* the current batch; the first one is taken before training (for --check) */
+    train_log *log;
+    const char *device;
+    int tty, warned;
     char *ckpt, *last;        /* checkpoint path buffers */
     size_t ckpt_len;
 } train_run;
+
+/* The next batch from the prefetcher, its intensity warning printed once; 1 after a message. */
+static int next_batch(train_run *r)
+{
+    r->b = train_prefetch_next(r->pf);
+    if (r->b->warn[0] && !r->warned) {
+        train_live_clear();
+        fprintf(stderr, "%s\n", r->b->warn);
+        r->warned = 1;
+    }
+    if (r->b->failed) {
+        train_live_clear();
+        fprintf(stderr, "vxm: %s\n", r->b->err);
+        return 1;
+    }
+    return 0;
+}
 
 /* One step; the first one optionally writes the gradients.  Returns 0, or 1 after the message. */
 static int train_step(train_run *r, int epoch, int step, int first, vxm_train_losses *L)
 {
     vxm_context *ctx = r->ctx;
     const train_cli *o = r->o;
-    if (!first)
-        train_data_next(r->d, o->batch, r->mov, r->fix);
+    if (!first && next_batch(r))
+        return 1;
+    const float *const *mov = r->b->mov, *const *fix = r->b->fix;
     vxm_status st;
     if (first && o->save_gradients) {
-        st = vxm_trainer_compute_gradients(r->t, r->mov, r->fix, o->batch, L);
+        st = vxm_trainer_compute_gradients(r->t, mov, fix, o->batch, L);
         if (!st && (st = vxm_trainer_save_gradients(r->t, o->save_gradients)) == VXM_OK)
             printf("gradients of the first step: %s\n", o->save_gradients);
         if (!st)
             st = vxm_trainer_apply(r->t);
     } else {
-        st = vxm_trainer_step(r->t, r->mov, r->fix, o->batch, L);
+        st = vxm_trainer_step(r->t, mov, fix, o->batch, L);
     }
     if (st == VXM_OK && !isfinite(L->total))
         st = VXM_ENUMERIC; /* the engine reports non-finite terms itself; this guards the sum */
+    if (st)
+        train_live_clear();
     if (st == VXM_ENUMERIC) {
         const char *msg = vxm_context_error(ctx);
         fprintf(stderr, "vxm: training stopped at epoch %d step %d: %s; last checkpoint %s\n", epoch, step,
@@ -392,6 +461,33 @@ static int train_step(train_run *r, int epoch, int step, int first, vxm_train_lo
         return 1;
     }
     return st ? cli_fail(ctx) : 0;
+}
+
+/* After SIGINT/SIGTERM: the checkpoint of the current epoch (as Keras names it), unless the schedule just wrote
+ * it; exit status 128 + signal. */
+static int interrupted(train_run *r, int epoch, int step, int saved)
+{
+    const train_cli *o = r->o;
+    int sig = (int)stop_signal;
+    train_live_clear();
+    if (!saved && save_checkpoint(r->ctx, r->t, o->model_dir, epoch, r->ckpt, r->ckpt_len))
+        return 1;
+    char incomplete[96] = "";
+    if (step < o->steps)
+        snprintf(incomplete, sizeof incomplete, " (epoch %d incomplete: %d of %d steps)", epoch, step, o->steps);
+    fprintf(stderr, "vxm: %s: stopped after epoch %d step %d; checkpoint %s%s; continue with --resume %s\n",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", epoch, step, r->ckpt, incomplete, r->ckpt);
+    return 128 + sig;
+}
+
+static void add_losses(vxm_train_losses *sum, const vxm_train_losses *L)
+{
+    sum->n = L->n;
+    for (int i = 0; i < L->n; i++) {
+        sum->name[i] = L->name[i];
+        sum->value[i] += L->value[i];
+    }
+    sum->total += L->total;
 }
 
 static int train_loop(train_run *r)
@@ -405,52 +501,95 @@ static int train_loop(train_run *r)
         double t0 = cli_now_seconds();
         for (int s = 1; s <= o->steps; s++) {
             vxm_train_losses L;
+            double ts = cli_now_seconds();
             if (train_step(r, e, s, done_steps == 0, &L))
                 return 1;
-            sum.n = L.n;
-            for (int i = 0; i < L.n; i++) {
-                sum.name[i] = L.name[i];
-                sum.value[i] += L.value[i];
-            }
-            sum.total += L.total;
+            double now = cli_now_seconds();
+            add_losses(&sum, &L);
             done_steps++;
+            train_log_row(r->log, e, vxm_trainer_steps_done(r->t), &L, now - ts);
+            if (r->tty) {
+                double avg = (now - t_start) / (double)done_steps;
+                train_live_line(e, o->epochs, s, o->steps, &L, avg, avg * (double)(total_steps - done_steps),
+                                r->device);
+            }
+            if (stop_signal && s < o->steps)
+                return interrupted(r, e, s, 0);
         }
         double now = cli_now_seconds(), avg = (now - t_start) / (double)done_steps;
-        progress(o, e, &sum, (now - t0) / o->steps, avg * (double)(total_steps - done_steps));
+        train_live_clear();
+        train_epoch_line(e, o->epochs, &sum, o->steps, (now - t0) / o->steps, avg * (double)(total_steps - done_steps));
         /* Keras' ModelCheckpoint counts batches from the start of fit, i.e. epochs from the initial one */
-        if ((e - o->initial_epoch) % o->save_freq == 0 || e == o->epochs) {
+        int save = (e - o->initial_epoch) % o->save_freq == 0 || e == o->epochs;
+        if (save) {
             if (save_checkpoint(r->ctx, r->t, o->model_dir, e, r->ckpt, r->ckpt_len))
                 return 1;
             memcpy(r->last, r->ckpt, r->ckpt_len);
         }
+        if (o->plot_every && ((e - o->initial_epoch) % o->plot_every == 0 || e == o->epochs) &&
+            train_plot(r->ctx, o->model_dir) == 0) {
+            printf("plotted %s/loss.png\n", o->model_dir);
+            fflush(stdout);
+        }
+        if (stop_signal && e < o->epochs)
+            return interrupted(r, e, o->steps, save);
     }
+    return 0;
+}
+
+/* --resume: the checkpoint's epoch (unless --initial-epoch), optimizer and learning rate (unless given).
+ * 0, 1 after a one-line error, 2 after a usage error. */
+static int resume_options(vxm_context *ctx, train_cli *o)
+{
+    vxm_checkpoint_info info;
+    if (vxm_checkpoint_info_read(ctx, o->opt.resume, &info))
+        return cli_fail(ctx);
+    if (!o->have_initial)
+        o->initial_epoch = info.epoch >= 0 ? (int)info.epoch : 0;
+    if (!o->optimizer)
+        o->opt.optimizer = strcmp(info.optimizer, "sgd") ? VXM_OPT_ADAM : VXM_OPT_SGD;
+    if (!o->have_lr && info.lr > 0)
+        o->opt.lr = info.lr;
+    if (o->initial_epoch > o->epochs)
+        return cli_usage_error("train: %s ends epoch %d, beyond --epochs %d (the final epoch index)",
+                               o->opt.resume, o->initial_epoch, o->epochs);
     return 0;
 }
 
 /* The whole run after option parsing; returns the exit status. */
 static int train(const train_cli *op)
 {
-    const train_cli o = *op;
+    train_cli o = *op;
     int rc = 1;
     vxm_context *ctx = vxm_context_create();
     vxm_backend *be = NULL;
     vxm_trainer *t = NULL;
+    train_prefetch *pf = NULL;
+    train_log *log = NULL;
     train_data d;
     memset(&d, 0, sizeof d);
-    size_t ckpt_len = strlen(o.model_dir) + 32;
+    size_t ckpt_len = (o.model_dir ? strlen(o.model_dir) : 0) + 32;
     char *ckpt = malloc(ckpt_len), *last = calloc(1, ckpt_len);
-    const float **mov = malloc(sizeof(float *) * (size_t)o.batch), **fix = malloc(sizeof(float *) * (size_t)o.batch);
-    if (!ctx || !ckpt || !last || !mov || !fix) {
+    if (!ctx || !ckpt || !last) {
         fprintf(stderr, "vxm: out of memory\n");
         goto done;
     }
-    /* 1. everything that can be checked without the device: lists, volumes, the model file, the input-size
-     * multiple (a new VxmDense pools once per encoder level, spec §3; checked again with the trainer's own
-     * figure below), the directory */
+    if (o.plot) {
+        rc = train_plot(ctx, o.plot);
+        if (!rc)
+            printf("plotted %s/loss.png\n", o.plot);
+        goto done;
+    }
+    /* 1. everything that can be checked without the device: the checkpoint to resume, lists, volumes, the
+     * model file, the input-size multiple (a new VxmDense pools once per encoder level, spec §3; checked again
+     * with the trainer's own figure below), the directory */
+    if (o.opt.resume && (rc = resume_options(ctx, &o)))
+        goto done;
+    rc = 1;
     int div = 1 << (o.opt.n_enc < 30 ? o.opt.n_enc : 30);
-    if (train_data_load(ctx, &o.data, &d) ||
-        (o.opt.load_weights && check_model_file(ctx, o.opt.load_weights, &div)) || check_divisor(&o, &d, div) ||
-        make_dir(o.model_dir))
+    const char *model_file = o.opt.resume ? o.opt.resume : o.opt.load_weights;
+    if (train_data_load(ctx, &o.data, &d) || (model_file && check_model_file(ctx, model_file, &div)) ||
+        check_divisor(&o, &d, div) || make_dir(o.model_dir))
         goto done;
     /* 2. device and trainer */
     if (cli_open_backend(ctx, &o.dev, &be) ||
@@ -462,25 +601,42 @@ static int train(const train_cli *op)
         goto done;
     char shp[64];
     train_data_shape_str(d.ndim, d.shape, shp, sizeof shp);
+    long step0 = vxm_trainer_steps_done(t);
     printf("vxm train: %d %s (%d files, %s, %d channel%s) on %s; %d weight tensors; epochs %d..%d x %d steps, "
            "batch %d\n",
            d.nitems, d.mode == TRAIN_PAIRS ? "pairs" : "scans", d.nfiles, shp, d.channels, d.channels == 1 ? "" : "s",
            vxm_backend_describe(be), vxm_trainer_num_weights(t), o.initial_epoch + 1, o.epochs, o.steps, o.batch);
+    if (o.opt.resume)
+        printf("resuming %s: epoch %d, step %ld\n", o.opt.resume, o.initial_epoch, step0);
     fflush(stdout);
-    train_data_next(&d, o.batch, mov, fix);
-    if (o.check && (rc = run_check(ctx, be, t, &o, &d, mov, fix)))
+    vxm_train_losses names;
+    memset(&names, 0, sizeof names);
+    if (train_prefetch_start(&d, o.batch, step0, !o.no_prefetch, &pf))
         goto done;
-    /* 3. the initial checkpoint, then the epochs */
-    if ((rc = save_checkpoint(ctx, t, o.model_dir, o.initial_epoch, ckpt, ckpt_len)))
+    train_run r = {ctx, t, &o, pf, NULL, NULL, vxm_backend_describe(be), isatty(STDERR_FILENO), 0, ckpt, last,
+                   ckpt_len};
+    if (next_batch(&r))
         goto done;
+    if (o.check && (rc = run_check(ctx, be, t, &o, &d, r.b->mov, r.b->fix)))
+        goto done;
+    /* 3. the log, the initial checkpoint, then the epochs */
+    vxm_trainer_loss_names(t, &names);
+    if (train_log_open(o.model_dir, &names, o.opt.resume ? step0 : -1, &log) ||
+        (rc = save_checkpoint(ctx, t, o.model_dir, o.initial_epoch, ckpt, ckpt_len))) {
+        rc = 1;
+        goto done;
+    }
     memcpy(last, ckpt, ckpt_len);
-    train_run r = {ctx, t, &o, &d, mov, fix, ckpt, last, ckpt_len};
+    r.log = log;
+    struct sigaction old[2];
+    catch_stop_signals(old);
     rc = train_loop(&r);
+    restore_signals(old);
 done:
+    train_log_close(log);
+    train_prefetch_stop(pf);
     free(ckpt);
     free(last);
-    free(mov);
-    free(fix);
     vxm_trainer_free(t);
     vxm_backend_close(be);
     train_data_free(&d);

@@ -1,11 +1,14 @@
-/* `vxm train`'s training set: the lists of scripts/tf/train.py (--img-list [--atlas]) or a pair list, every
- * named file loaded once (files may repeat in a list), and the batch draws of voxelmorph/generators.py
- * (training doc §1.1): uniform with replacement, no epochs of shuffling, no normalisation, no augmentation.
- * The draws use splitmix64 seeded by --seed, so a run is reproducible. */
+/* `vxm train`'s training set: the lists of scripts/tf/train.py (--img-list [--atlas]) or a pair list (files may
+ * repeat in a list: each distinct file is loaded once when cached), and the batch draws of
+ * voxelmorph/generators.py (training doc §1.1): uniform with replacement, no epochs of shuffling, no
+ * normalisation, no augmentation.  The draws of step k use splitmix64 seeded by a hash of (--seed, k), so a run
+ * is reproducible and a resumed one continues the sequence without stored state. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/train_data.h"
@@ -22,7 +25,8 @@ void train_data_free(train_data *d)
 {
     for (int i = 0; i < d->nfiles; i++) {
         free(d->path[i]);
-        vxm_volume_free(d->vol[i]);
+        if (d->vol)
+            vxm_volume_free(d->vol[i]);
     }
     free(d->path);
     free(d->vol);
@@ -32,33 +36,47 @@ void train_data_free(train_data *d)
     d->atlas = -1;
 }
 
-/* Every volume must match the first file's shape and channel count and be finite.  Returns 0 or 1 (printed). */
-static int check_volume(const train_data *d, int i)
+/* A volume must have the set's shape and channel count and be finite: 0, or 1 with "FILE: problem" in err. */
+static int check_volume(const train_data *d, const char *path, const vxm_volume *v, char *err, size_t n)
 {
-    const vxm_volume *v = d->vol[i], *first = d->vol[0];
     char got[64], want[64];
     train_data_shape_str(v->ndim, v->shape, got, sizeof got);
-    train_data_shape_str(first->ndim, first->shape, want, sizeof want);
-    if (v->ndim != first->ndim || memcmp(v->shape, first->shape, sizeof v->shape) != 0) {
-        fprintf(stderr, "vxm: %s: shape %s differs from %s's %s\n", d->path[i], got, d->path[0], want);
+    train_data_shape_str(d->ndim, d->shape, want, sizeof want);
+    if (v->ndim != d->ndim || memcmp(v->shape, d->shape, sizeof v->shape) != 0) {
+        snprintf(err, n, "%s: shape %s differs from %s's %s", path, got, d->path[0], want);
         return 1;
     }
-    if (v->channels != first->channels) {
-        fprintf(stderr, "vxm: %s: %d channel(s) differ from %s's %d\n", d->path[i], v->channels, d->path[0],
-                first->channels);
+    if (v->channels != d->channels) {
+        snprintf(err, n, "%s: %d channel(s) differ from %s's %d", path, v->channels, d->path[0], d->channels);
         return 1;
     }
-    size_t n = vxm_volume_numel(v);
-    for (size_t k = 0; k < n; k++)
+    size_t cnt = vxm_volume_numel(v);
+    for (size_t k = 0; k < cnt; k++)
         if (!isfinite(v->data[k])) {
-            fprintf(stderr, "vxm: %s: contains NaN or Inf (voxel %zu)\n", d->path[i], k / (size_t)v->channels);
+            snprintf(err, n, "%s: contains NaN or Inf (voxel %zu)", path, k / (size_t)v->channels);
             return 1;
         }
     return 0;
 }
 
-/* Index of `path` among the loaded files, loading (and checking) it on first use; -1 after an error. */
-static int file_index(vxm_context *ctx, train_data *d, const char *path, int *cap)
+/* VoxelMorph's models are trained on intensities in [0, 1] (train.py does no scaling): a volume beyond that by
+ * more than rounding gets the warning in `warn` (1), else 0. */
+static int range_warning(const char *path, const vxm_volume *v, char *warn, size_t n)
+{
+    size_t cnt = vxm_volume_numel(v);
+    float lo = INFINITY, hi = -INFINITY;
+    for (size_t k = 0; k < cnt; k++) {
+        lo = fminf(lo, v->data[k]);
+        hi = fmaxf(hi, v->data[k]);
+    }
+    if (cnt == 0 || (lo >= -0.01f && hi <= 1.01f))
+        return 0;
+    snprintf(warn, n, "vxm: warning: %s: intensities span [%g, %g], VoxelMorph expects [0, 1]", path, lo, hi);
+    return 1;
+}
+
+/* Index of `path` among the distinct files, appended on first use; -1 on out of memory (printed). */
+static int file_index(train_data *d, const char *path, int *cap)
 {
     /* linear search: lists hold at most a few thousand files, and this runs once per listed name */
     for (int i = 0; i < d->nfiles; i++)
@@ -67,26 +85,81 @@ static int file_index(vxm_context *ctx, train_data *d, const char *path, int *ca
     if (d->nfiles == *cap) {
         int ncap = *cap ? 2 * *cap : 16;
         char **p = realloc(d->path, sizeof *p * (size_t)ncap);
-        if (p)
-            d->path = p;
-        vxm_volume **v = p ? realloc(d->vol, sizeof *v * (size_t)ncap) : NULL;
-        if (!v) {
+        if (!p) {
             fprintf(stderr, "vxm: out of memory\n");
             return -1;
         }
-        d->vol = v;
+        d->path = p;
         *cap = ncap;
     }
-    int i = d->nfiles;
-    d->vol[i] = NULL;
-    if (!(d->path[i] = cli_affix(NULL, path, NULL)))
+    if (!(d->path[d->nfiles] = cli_affix(NULL, path, NULL)))
         return -1;
-    d->nfiles++;
-    if (vxm_volume_read(ctx, path, NULL, &d->vol[i])) {
-        cli_fail(ctx);
-        return -1;
+    return d->nfiles++;
+}
+
+/* Memory the cache may use by default: half the physical memory (the rest for the model and the system). */
+static double default_cache_mb(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (double)pages * (double)size / 2.0 / 1048576.0 : 1024.0;
+}
+
+/* Loads file i (every file when cached, the first one for the common shape when streamed) and checks it;
+ * 0, or 1 after the message. */
+static int load_file(vxm_context *ctx, train_data *d, int i, vxm_volume **out, int *warned)
+{
+    char msg[600];
+    if (vxm_volume_read(ctx, d->path[i], NULL, out))
+        return cli_fail(ctx);
+    if (i == 0) {
+        d->ndim = (*out)->ndim;
+        memcpy(d->shape, (*out)->shape, sizeof d->shape);
+        d->channels = (*out)->channels;
     }
-    return check_volume(d, i) ? -1 : i;
+    if (check_volume(d, d->path[i], *out, msg, sizeof msg)) {
+        fprintf(stderr, "vxm: %s\n", msg);
+        return 1;
+    }
+    if (!*warned && range_warning(d->path[i], *out, msg, sizeof msg)) {
+        fprintf(stderr, "%s\n", msg);
+        *warned = 1;
+    }
+    return 0;
+}
+
+/* Loads every file into the cache, or (streaming) checks the first one and that the others exist. */
+static int load_volumes(vxm_context *ctx, const train_data_spec *spec, train_data *d)
+{
+    if (!(d->vol = calloc((size_t)d->nfiles, sizeof *d->vol))) {
+        fprintf(stderr, "vxm: out of memory\n");
+        return 1;
+    }
+    int warned = 0;
+    if (load_file(ctx, d, 0, &d->vol[0], &warned))
+        return 1;
+    double mb = (double)vxm_volume_numel(d->vol[0]) * sizeof(float) * d->nfiles / 1048576.0;
+    double limit = spec->cache_mb >= 0 ? spec->cache_mb : default_cache_mb();
+    d->cached = mb <= limit;
+    if (!d->cached) {
+        vxm_volume_free(d->vol[0]);
+        d->vol[0] = NULL;
+        printf("streaming %d volumes from disk (%.1f MB exceed the cache's %.0f MB)\n", d->nfiles, mb, limit);
+        for (int i = 1; i < d->nfiles; i++) {
+            struct stat st;
+            if (stat(d->path[i], &st)) {
+                vxm_volume *v = NULL; /* the reader words the problem as when caching */
+                if (vxm_volume_read(ctx, d->path[i], NULL, &v))
+                    return cli_fail(ctx);
+                vxm_volume_free(v);
+            }
+        }
+        return 0;
+    }
+    printf("caching %d volumes (%.1f MB)\n", d->nfiles, mb);
+    for (int i = 1; i < d->nfiles; i++)
+        if (load_file(ctx, d, i, &d->vol[i], &warned))
+            return 1;
+    return 0;
 }
 
 int train_data_load(vxm_context *ctx, const train_data_spec *spec, train_data *d)
@@ -96,7 +169,7 @@ int train_data_load(vxm_context *ctx, const train_data_spec *spec, train_data *d
     memset(d, 0, sizeof *d);
     d->atlas = -1;
     d->mode = spec->pairs ? TRAIN_PAIRS : spec->atlas ? TRAIN_SCAN_TO_ATLAS : TRAIN_SCAN_TO_SCAN;
-    d->rng = spec->seed;
+    d->seed = spec->seed;
     cli_list l;
     const char *list = spec->pairs ? spec->pairs : spec->img_list;
     if (cli_list_read(list, spec->pairs ? &pair_fmt : &scan_fmt, &l))
@@ -113,17 +186,14 @@ int train_data_load(vxm_context *ctx, const train_data_spec *spec, train_data *d
     }
     for (int r = 0; r < l.rows; r++)
         for (int c = 0; c < per; c++) {
-            int idx = file_index(ctx, d, cli_list_name(&l, r, c), &cap);
+            int idx = file_index(d, cli_list_name(&l, r, c), &cap);
             if (idx < 0)
                 goto done;
             (c == 0 ? d->mov : d->fix)[r] = idx;
         }
-    if (spec->atlas && (d->atlas = file_index(ctx, d, spec->atlas, &cap)) < 0)
+    if (spec->atlas && (d->atlas = file_index(d, spec->atlas, &cap)) < 0)
         goto done;
-    d->ndim = d->vol[0]->ndim;
-    memcpy(d->shape, d->vol[0]->shape, sizeof d->shape);
-    d->channels = d->vol[0]->channels;
-    rc = 0;
+    rc = load_volumes(ctx, spec, d);
 done:
     cli_list_free(&l);
     if (rc)
@@ -151,18 +221,93 @@ static int uniform_index(uint64_t *state, int n)
     return (int)(x % un);
 }
 
-void train_data_next(train_data *d, int batch, const float **moving, const float **fixed)
+void train_data_draw(const train_data *d, long step, int batch, int *mov, int *fix)
 {
+    /* the stream of step k: the seed and k mixed through one splitmix64 round (distinct steps, distinct streams) */
+    uint64_t mix = d->seed ^ (0xd1b54a32d192ed03ULL * ((uint64_t)step + 1)), state = splitmix64(&mix);
     /* generators.py draws the whole batch of moving files, then (scan_to_scan) the whole batch of fixed ones */
     for (int b = 0; b < batch; b++) {
-        int item = uniform_index(&d->rng, d->nitems);
-        moving[b] = d->vol[d->mov[item]]->data;
-        if (d->mode == TRAIN_PAIRS)
-            fixed[b] = d->vol[d->fix[item]]->data;
-        else if (d->mode == TRAIN_SCAN_TO_ATLAS)
-            fixed[b] = d->vol[d->atlas]->data;
+        int item = uniform_index(&state, d->nitems);
+        mov[b] = d->mov[item];
+        fix[b] = d->mode == TRAIN_PAIRS ? d->fix[item] : d->atlas;
     }
     if (d->mode == TRAIN_SCAN_TO_SCAN)
         for (int b = 0; b < batch; b++)
-            fixed[b] = d->vol[d->mov[uniform_index(&d->rng, d->nitems)]]->data;
+            fix[b] = d->mov[uniform_index(&state, d->nitems)];
+}
+
+int train_batch_init(train_batch *b, int batch)
+{
+    memset(b, 0, sizeof *b);
+    b->n = batch;
+    b->mov = calloc((size_t)batch, sizeof *b->mov);
+    b->fix = calloc((size_t)batch, sizeof *b->fix);
+    b->mov_file = calloc((size_t)batch, sizeof(int));
+    b->fix_file = calloc((size_t)batch, sizeof(int));
+    b->own = calloc(2 * (size_t)batch, sizeof *b->own);
+    b->own_file = calloc(2 * (size_t)batch, sizeof(int));
+    return !b->mov || !b->fix || !b->mov_file || !b->fix_file || !b->own || !b->own_file;
+}
+
+void train_batch_clear(train_batch *b)
+{
+    for (int i = 0; i < b->nown; i++)
+        vxm_volume_free(b->own[i]);
+    b->nown = 0;
+    b->failed = 0;
+    b->err[0] = b->warn[0] = '\0';
+}
+
+void train_batch_free(train_batch *b)
+{
+    train_batch_clear(b);
+    free(b->mov);
+    free(b->fix);
+    free(b->mov_file);
+    free(b->fix_file);
+    free(b->own);
+    free(b->own_file);
+    memset(b, 0, sizeof *b);
+}
+
+/* The data of file `f` for a streamed batch: loaded once per batch (a file drawn twice is shared). */
+static const float *streamed(const train_data *d, vxm_context *ctx, train_batch *b, int f)
+{
+    for (int i = 0; i < b->nown; i++)
+        if (b->own_file[i] == f)
+            return b->own[i]->data;
+    vxm_volume *v = NULL;
+    if (vxm_volume_read(ctx, d->path[f], NULL, &v)) {
+        const char *msg = vxm_context_error(ctx);
+        snprintf(b->err, sizeof b->err, "%s", (msg && *msg) ? msg : "cannot read");
+    } else if (!check_volume(d, d->path[f], v, b->err, sizeof b->err)) {
+        if (!b->warn[0])
+            range_warning(d->path[f], v, b->warn, sizeof b->warn);
+        b->own_file[b->nown] = f;
+        b->own[b->nown++] = v;
+        return v->data;
+    }
+    vxm_volume_free(v);
+    b->failed = 1;
+    return NULL;
+}
+
+int train_batch_fill(const train_data *d, vxm_context *ctx, long step, train_batch *b)
+{
+    train_batch_clear(b);
+    b->step = step;
+    train_data_draw(d, step, b->n, b->mov_file, b->fix_file);
+    if (d->cached) {
+        for (int i = 0; i < b->n; i++) {
+            b->mov[i] = d->vol[b->mov_file[i]]->data;
+            b->fix[i] = d->vol[b->fix_file[i]]->data;
+        }
+        return 0;
+    }
+    for (int i = 0; i < b->n && !b->failed; i++) {
+        b->mov[i] = streamed(d, ctx, b, b->mov_file[i]);
+        if (!b->failed)
+            b->fix[i] = streamed(d, ctx, b, b->fix_file[i]);
+    }
+    return b->failed;
 }

@@ -6,134 +6,13 @@
  * (every 8 voxels, 4 for small images) mapped through x -> x + warp(x) using the in-plane components of the
  * warp, over the moving image (where x + warp(x) lands).  The det J panel is black where det J = 1, red for
  * expansion and blue for contraction (full colour at a factor of 2), green where det J <= 0 (folding).
- * Titles use a built-in 5x7 pixel font. */
-#include <errno.h>
+ * Titles use the canvas' 5x7 pixel font (eval/canvas.h). */
 #include <math.h>
-#include <png.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/canvas.h"
 #include "eval/eval.h"
-
-/* ---- canvas ---------------------------------------------------------------------------------------- */
-typedef struct canvas {
-    unsigned char *px; /* RGB */
-    int w, h;
-} canvas;
-
-typedef struct rect {
-    int x0, y0, x1, y1; /* inclusive-exclusive */
-} rect;
-
-static inline void put(const canvas *c, const rect *clip, int x, int y, const unsigned char rgb[3])
-{
-    if (x < clip->x0 || y < clip->y0 || x >= clip->x1 || y >= clip->y1)
-        return;
-    unsigned char *p = c->px + ((size_t)y * (size_t)c->w + (size_t)x) * 3;
-    p[0] = rgb[0];
-    p[1] = rgb[1];
-    p[2] = rgb[2];
-}
-
-static const struct glyph {
-    char c;
-    unsigned char rows[7];
-} font[] = {
-    {'A', {0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
-    {'B', {0x1e, 0x11, 0x11, 0x1e, 0x11, 0x11, 0x1e}},
-    {'C', {0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e}},
-    {'D', {0x1e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1e}},
-    {'E', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f}},
-    {'F', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10}},
-    {'G', {0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f}},
-    {'H', {0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
-    {'I', {0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e}},
-    {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0c}},
-    {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}},
-    {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f}},
-    {'M', {0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11}},
-    {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
-    {'O', {0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
-    {'P', {0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10}},
-    {'Q', {0x0e, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0d}},
-    {'R', {0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11}},
-    {'S', {0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e}},
-    {'T', {0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
-    {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04}},
-    {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a}},
-    {'X', {0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11}},
-    {'Y', {0x11, 0x11, 0x11, 0x0a, 0x04, 0x04, 0x04}},
-    {'Z', {0x1f, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1f}},
-    {'0', {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}},
-    {'1', {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e}},
-    {'2', {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}},
-    {'3', {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e}},
-    {'4', {0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}},
-    {'5', {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e}},
-    {'6', {0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}},
-    {'7', {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
-    {'8', {0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}},
-    {'9', {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c}},
-    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c}},
-    {',', {0x00, 0x00, 0x00, 0x00, 0x0c, 0x04, 0x08}},
-    {':', {0x00, 0x0c, 0x0c, 0x00, 0x0c, 0x0c, 0x00}},
-    {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}},
-    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}},
-    {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
-    {'<', {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02}},
-    {'>', {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}},
-    {'=', {0x00, 0x00, 0x1f, 0x00, 0x1f, 0x00, 0x00}},
-    {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}},
-    {'|', {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
-    {'-', {0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00}},
-    {'+', {0x00, 0x04, 0x04, 0x1f, 0x04, 0x04, 0x00}},
-    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1f}},
-};
-
-static const unsigned char *glyph_of(char ch)
-{
-    if (ch >= 'a' && ch <= 'z')
-        ch = (char)(ch - 'a' + 'A');
-    for (size_t i = 0; i < sizeof font / sizeof font[0]; i++)
-        if (font[i].c == ch)
-            return font[i].rows;
-    return NULL; /* space and anything unknown: blank */
-}
-
-static int text_width(const char *s, int ts)
-{
-    int n = (int)strlen(s);
-    return n ? (6 * n - 1) * ts : 0;
-}
-
-static void text(const canvas *c, const rect *clip, int x, int y, int ts, const char *s, const unsigned char rgb[3])
-{
-    for (; *s; s++, x += 6 * ts) {
-        const unsigned char *g = glyph_of(*s);
-        if (!g)
-            continue;
-        for (int r = 0; r < 7; r++)
-            for (int b = 0; b < 5; b++)
-                if (g[r] & (0x10 >> b))
-                    for (int dy = 0; dy < ts; dy++)
-                        for (int dx = 0; dx < ts; dx++)
-                            put(c, clip, x + b * ts + dx, y + r * ts + dy, rgb);
-    }
-}
-
-static void line(const canvas *c, const rect *clip, double x0, double y0, double x1, double y1,
-                 const unsigned char rgb[3])
-{
-    double dx = x1 - x0, dy = y1 - y0;
-    int steps = (int)ceil(fmax(fabs(dx), fabs(dy)));
-    if (steps > 100000) /* a wild warp: do not spend forever on one segment */
-        steps = 100000;
-    for (int i = 0; i <= steps; i++) {
-        double t = steps ? (double)i / steps : 0;
-        put(c, clip, (int)lrint(x0 + t * dx), (int)lrint(y0 + t * dy), rgb);
-    }
-}
 
 /* ---- intensity windows ------------------------------------------------------------------------------ */
 /* k-th smallest of a[0..n-1] (reorders a). */
@@ -266,70 +145,6 @@ void vxm_qc_layout_of(const vxm_volume *fixed, int with_warp, vxm_qc_layout *L)
     L->height = L->header + L->rows * (L->cell_h + VXM_QC_GAP) + L->footer;
 }
 
-/* ---- PNG output ---------------------------------------------------------------------------------------- */
-typedef struct png_err {
-    char msg[160];
-    int err;
-} png_err;
-
-static void png_error_fn(png_structp png, png_const_charp msg)
-{
-    png_err *e = png_get_error_ptr(png);
-    e->err = errno;
-    snprintf(e->msg, sizeof e->msg, "%s", msg);
-    png_longjmp(png, 1);
-}
-
-static void png_warning_fn(png_structp png, png_const_charp msg)
-{
-    (void)png;
-    (void)msg;
-}
-
-static int png_encode(png_structp png, png_infop info, FILE *f, png_bytep *rows, const canvas *c)
-{
-    if (setjmp(png_jmpbuf(png)))
-        return 0;
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_set_compression_level(png, 6);
-    png_write_info(png, info);
-    png_write_image(png, rows);
-    png_write_end(png, NULL);
-    return 1;
-}
-
-static vxm_status write_png(vxm_context *ctx, const char *path, const canvas *c)
-{
-    char *tmp = NULL;
-    FILE *f = vxm_eval_temp_open(ctx, path, &tmp);
-    if (!f)
-        return ctx->code;
-    png_err err = {"", 0};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_error_fn, png_warning_fn);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    png_bytep *rows = malloc(sizeof(png_bytep) * (size_t)c->h);
-    int ok = 0;
-    if (png && info && rows) {
-        for (int y = 0; y < c->h; y++)
-            rows[y] = c->px + (size_t)y * (size_t)c->w * 3;
-        ok = png_encode(png, info, f, rows, c);
-        if (!ok) {
-            if (err.err && !strcmp(err.msg, "Write Error"))
-                vxm_error(ctx, VXM_EIO, path, "cannot write: %s", strerror(err.err));
-            else
-                vxm_error(ctx, VXM_EIO, path, "cannot write the PNG: %s", err.msg);
-        }
-    } else {
-        vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
-    }
-    if (png)
-        png_destroy_write_struct(&png, info ? &info : NULL);
-    free(rows);
-    return vxm_eval_temp_finish(ctx, path, f, tmp, ok);
-}
-
 /* ---- the picture --------------------------------------------------------------------------------------- */
 static vxm_status check_same(vxm_context *ctx, const char *path, const vxm_volume *v, const char *what,
                              const vxm_volume *fixed)
@@ -377,14 +192,14 @@ typedef struct qc_inputs {
     window wf, wm, wd, wmd; /* fixed, moving, moved, differences */
 } qc_inputs;
 
-static void draw_cell(const canvas *c, const vxm_qc_layout *L, const qc_inputs *in, const plane *p, int row,
+static void draw_cell(const vxm_canvas *c, const vxm_qc_layout *L, const qc_inputs *in, const plane *p, int row,
                       int col)
 {
     int cx, cy;
     vxm_qc_cell_origin(L, row, col, &cx, &cy);
     const int s = L->scale, pw = p->nv * s, ph = p->nu * s;
     const int ox = cx + (L->cell_w - pw) / 2, oy = cy + (L->cell_h - ph) / 2;
-    const rect clip = {ox, oy, ox + pw, oy + ph};
+    const vxm_rect clip = {ox, oy, ox + pw, oy + ph};
     const vxm_volume *F = in->fixed, *M = in->moving, *D = in->moved, *W = in->warp;
     const size_t cf = (size_t)F->channels, cm = (size_t)M->channels, cd = (size_t)D->channels;
     int big = p->nu > p->nv ? p->nu : p->nv, tile = big / 8 < 4 ? 4 : big / 8;
@@ -415,7 +230,7 @@ static void draw_cell(const canvas *c, const vxm_qc_layout *L, const qc_inputs *
                 rgb[2] = (unsigned char)(rgb[0] * 80 / 100);
             for (int y = 0; y < s; y++)
                 for (int x = 0; x < s; x++)
-                    put(c, &clip, ox + v * s + x, oy + u * s + y, rgb);
+                    vxm_canvas_put(c, &clip, ox + v * s + x, oy + u * s + y, rgb);
         }
     if (col == COL_GRID) {
         static const unsigned char yellow[3] = {255, 214, 0};
@@ -435,7 +250,7 @@ static void draw_cell(const canvas *c, const vxm_qc_layout *L, const qc_inputs *
                     double x = ox + (v + (double)W->data[i * C + (size_t)kv]) * s + half;
                     double y = oy + (u + (double)W->data[i * C + (size_t)ku]) * s + half;
                     if (a)
-                        line(c, &clip, px, py, x, y, yellow);
+                        vxm_canvas_line(c, &clip, px, py, x, y, yellow);
                     px = x;
                     py = y;
                 }
@@ -446,7 +261,7 @@ static void draw_cell(const canvas *c, const vxm_qc_layout *L, const qc_inputs *
         static const unsigned char cyan[3] = {90, 200, 255};
         char lab[48];
         snprintf(lab, sizeof lab, "AXIS %d: %d/%d", p->axis, p->index, F->shape[p->axis]);
-        text(c, &clip, ox + 2, oy + 2, 1, lab, cyan);
+        vxm_canvas_text(c, &clip, ox + 2, oy + 2, 1, lab, cyan);
     }
 }
 
@@ -478,12 +293,12 @@ vxm_status vxm_qc_png(vxm_context *ctx, const char *path, const vxm_volume *fixe
 
     vxm_qc_layout L;
     vxm_qc_layout_of(fixed, warp != NULL, &L);
-    canvas c = {NULL, L.width, L.height};
+    vxm_canvas c = {NULL, L.width, L.height};
     c.px = malloc((size_t)c.w * (size_t)c.h * 3);
     if (!c.px)
         return vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
     memset(c.px, 24, (size_t)c.w * (size_t)c.h * 3); /* dark grey background between the panels */
-    const rect all = {0, 0, c.w, c.h};
+    const vxm_rect all = {0, 0, c.w, c.h};
     static const unsigned char white[3] = {235, 235, 235};
 
     plane p[3];
@@ -492,10 +307,10 @@ vxm_status vxm_qc_png(vxm_context *ctx, const char *path, const vxm_volume *fixe
         int cx, cy;
         vxm_qc_cell_origin(&L, 0, col, &cx, &cy);
         const char *t = col_titles[col];
-        if (text_width(t, L.text_scale) > L.cell_w)
+        if (vxm_canvas_text_width(t, L.text_scale) > L.cell_w)
             t = col_titles_short[col];
-        const rect hclip = {cx, 0, cx + L.cell_w, L.header};
-        text(&c, &hclip, cx + (L.cell_w - text_width(t, L.text_scale)) / 2, 4, L.text_scale, t, white);
+        const vxm_rect hclip = {cx, 0, cx + L.cell_w, L.header};
+        vxm_canvas_text(&c, &hclip, cx + (L.cell_w - vxm_canvas_text_width(t, L.text_scale)) / 2, 4, L.text_scale, t, white);
         for (int r = 0; r < L.rows; r++)
             draw_cell(&c, &L, &in, &p[r], r, col);
     }
@@ -503,9 +318,9 @@ vxm_status vxm_qc_png(vxm_context *ctx, const char *path, const vxm_volume *fixe
         char foot[200];
         snprintf(foot, sizeof foot, "DET J <= 0: %zu OF %zu VOXELS (%.4f%%)   DET J MIN %.3f  MAX %.3f  MEAN %.4f",
                  js.nonpositive, js.voxels, 100.0 * js.fraction, js.min, js.max, js.mean);
-        text(&c, &all, VXM_QC_GAP, L.height - L.footer + 1, L.text_scale, foot, white);
+        vxm_canvas_text(&c, &all, VXM_QC_GAP, L.height - L.footer + 1, L.text_scale, foot, white);
     }
-    st = write_png(ctx, path, &c);
+    st = vxm_canvas_write_png(ctx, path, &c);
     free(c.px);
     return st;
 }

@@ -333,7 +333,10 @@ vxm_status vxm_h5_state_open(vxm_context *ctx, const char *path, const char *gro
     H5Eget_auto2(H5E_DEFAULT, &s->old_func, &s->old_data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     vxm_status st = VXM_OK;
-    if (H5Fis_hdf5(path) <= 0 || (s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
+    struct stat stb;
+    if (stat(path, &stb) != 0)
+        st = vxm_error(ctx, VXM_EIO, path, "%s", strerror(errno));
+    else if (H5Fis_hdf5(path) <= 0 || (s->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0)
         st = vxm_error(ctx, VXM_EFORMAT, path, "cannot open as an HDF5 file");
     else if (H5Lexists(s->file, group, H5P_DEFAULT) <= 0 || (s->g = H5Gopen2(s->file, group, H5P_DEFAULT)) < 0)
         st = vxm_error(ctx, VXM_EFORMAT, path, "has no /%s group", group);

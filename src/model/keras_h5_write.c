@@ -105,8 +105,14 @@ static int write_dataset(hid_t loc, const char *name, const vxm_h5_out_weight *w
     for (int d = 0; d < w->rank; d++)
         dims[d] = (hsize_t)w->dims[d];
     hid_t sp = H5Screate_simple(w->rank, dims, NULL);
-    hid_t ds = sp >= 0 ? H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
-    int ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->data) >= 0;
+    /* no modification times in the object headers: the same weights give the same bytes (reproducible
+     * checkpoints that `cmp` can compare) */
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    int ok = dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0;
+    hid_t ds = ok && sp >= 0 ? H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
+    ok = ds >= 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, w->data) >= 0;
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
     if (ds >= 0)
         H5Dclose(ds);
     if (sp >= 0)

@@ -24,4 +24,7 @@ vxm_status vxm_trainer_save_checkpoint(vxm_trainer *t, const char *path, long ep
  * VoxelMorph model: start from it with --load-weights instead). */
 vxm_status vxm_checkpoint_info_read(vxm_context *ctx, const char *path, vxm_checkpoint_info *info);
 
+/* The loss terms' names and weights (values zero): the columns of a training log, known before any step. */
+void vxm_trainer_loss_names(const vxm_trainer *t, vxm_train_losses *names);
+
 #endif

@@ -251,6 +251,14 @@ vxm_status vxm_trainer_load_optimizer(vxm_trainer *t, const char *path)
     return st;
 }
 
+void vxm_trainer_loss_names(const vxm_trainer *t, vxm_train_losses *names)
+{
+    *names = t->names;
+    names->total = 0;
+    for (int i = 0; i < names->n; i++)
+        names->value[i] = 0;
+}
+
 vxm_status vxm_trainer_save_gradients(vxm_trainer *t, const char *path)
 {
     vxm_h5_out_weight *w = NULL;

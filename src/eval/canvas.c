@@ -1,0 +1,177 @@
+/* A small RGB drawing surface for the PNG figures (the QC picture, the training loss plot): pixels, a built-in
+ * 5x7 pixel font, lines, and PNG output through a temporary file renamed into place. */
+#include <errno.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/canvas.h"
+#include "eval/eval.h"
+
+
+static const struct glyph {
+    char c;
+    unsigned char rows[7];
+} font[] = {
+    {'A', {0x0e, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
+    {'B', {0x1e, 0x11, 0x11, 0x1e, 0x11, 0x11, 0x1e}},
+    {'C', {0x0e, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0e}},
+    {'D', {0x1e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1e}},
+    {'E', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x1f}},
+    {'F', {0x1f, 0x10, 0x10, 0x1e, 0x10, 0x10, 0x10}},
+    {'G', {0x0e, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0f}},
+    {'H', {0x11, 0x11, 0x11, 0x1f, 0x11, 0x11, 0x11}},
+    {'I', {0x0e, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0e}},
+    {'J', {0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0c}},
+    {'K', {0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11}},
+    {'L', {0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1f}},
+    {'M', {0x11, 0x1b, 0x15, 0x15, 0x11, 0x11, 0x11}},
+    {'N', {0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11}},
+    {'O', {0x0e, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
+    {'P', {0x1e, 0x11, 0x11, 0x1e, 0x10, 0x10, 0x10}},
+    {'Q', {0x0e, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0d}},
+    {'R', {0x1e, 0x11, 0x11, 0x1e, 0x14, 0x12, 0x11}},
+    {'S', {0x0f, 0x10, 0x10, 0x0e, 0x01, 0x01, 0x1e}},
+    {'T', {0x1f, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
+    {'U', {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0e}},
+    {'V', {0x11, 0x11, 0x11, 0x11, 0x11, 0x0a, 0x04}},
+    {'W', {0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0a}},
+    {'X', {0x11, 0x11, 0x0a, 0x04, 0x0a, 0x11, 0x11}},
+    {'Y', {0x11, 0x11, 0x11, 0x0a, 0x04, 0x04, 0x04}},
+    {'Z', {0x1f, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1f}},
+    {'0', {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}},
+    {'1', {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e}},
+    {'2', {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}},
+    {'3', {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e}},
+    {'4', {0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}},
+    {'5', {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e}},
+    {'6', {0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}},
+    {'7', {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08}},
+    {'8', {0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}},
+    {'9', {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c}},
+    {'.', {0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c}},
+    {',', {0x00, 0x00, 0x00, 0x00, 0x0c, 0x04, 0x08}},
+    {':', {0x00, 0x0c, 0x0c, 0x00, 0x0c, 0x0c, 0x00}},
+    {'%', {0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03}},
+    {'(', {0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02}},
+    {')', {0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08}},
+    {'<', {0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02}},
+    {'>', {0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08}},
+    {'=', {0x00, 0x00, 0x1f, 0x00, 0x1f, 0x00, 0x00}},
+    {'/', {0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00}},
+    {'|', {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}},
+    {'-', {0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00}},
+    {'+', {0x00, 0x04, 0x04, 0x1f, 0x04, 0x04, 0x00}},
+    {'_', {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1f}},
+};
+
+static const unsigned char *glyph_of(char ch)
+{
+    if (ch >= 'a' && ch <= 'z')
+        ch = (char)(ch - 'a' + 'A');
+    for (size_t i = 0; i < sizeof font / sizeof font[0]; i++)
+        if (font[i].c == ch)
+            return font[i].rows;
+    return NULL; /* space and anything unknown: blank */
+}
+
+int vxm_canvas_text_width(const char *s, int ts)
+{
+    int n = (int)strlen(s);
+    return n ? (6 * n - 1) * ts : 0;
+}
+
+void vxm_canvas_text(const vxm_canvas *c, const vxm_rect *clip, int x, int y, int ts, const char *s, const unsigned char rgb[3])
+{
+    for (; *s; s++, x += 6 * ts) {
+        const unsigned char *g = glyph_of(*s);
+        if (!g)
+            continue;
+        for (int r = 0; r < 7; r++)
+            for (int b = 0; b < 5; b++)
+                if (g[r] & (0x10 >> b))
+                    for (int dy = 0; dy < ts; dy++)
+                        for (int dx = 0; dx < ts; dx++)
+                            vxm_canvas_put(c, clip, x + b * ts + dx, y + r * ts + dy, rgb);
+    }
+}
+
+void vxm_canvas_line(const vxm_canvas *c, const vxm_rect *clip, double x0, double y0, double x1, double y1,
+                 const unsigned char rgb[3])
+{
+    double dx = x1 - x0, dy = y1 - y0;
+    int steps = (int)ceil(fmax(fabs(dx), fabs(dy)));
+    if (steps > 100000) /* a wild warp: do not spend forever on one segment */
+        steps = 100000;
+    for (int i = 0; i <= steps; i++) {
+        double t = steps ? (double)i / steps : 0;
+        vxm_canvas_put(c, clip, (int)lrint(x0 + t * dx), (int)lrint(y0 + t * dy), rgb);
+    }
+}
+
+/* ---- PNG output ---------------------------------------------------------------------------------------- */
+typedef struct png_err {
+    char msg[160];
+    int err;
+} png_err;
+
+static void png_error_fn(png_structp png, png_const_charp msg)
+{
+    png_err *e = png_get_error_ptr(png);
+    e->err = errno;
+    snprintf(e->msg, sizeof e->msg, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void png_warning_fn(png_structp png, png_const_charp msg)
+{
+    (void)png;
+    (void)msg;
+}
+
+static int png_encode(png_structp png, png_infop info, FILE *f, png_bytep *rows, const vxm_canvas *c)
+{
+    if (setjmp(png_jmpbuf(png)))
+        return 0;
+    png_init_io(png, f);
+    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_set_compression_level(png, 6);
+    png_write_info(png, info);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    return 1;
+}
+
+vxm_status vxm_canvas_write_png(vxm_context *ctx, const char *path, const vxm_canvas *c)
+{
+    char *tmp = NULL;
+    FILE *f = vxm_eval_temp_open(ctx, path, &tmp);
+    if (!f)
+        return ctx->code;
+    png_err err = {"", 0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, png_error_fn, png_warning_fn);
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    png_bytep *rows = malloc(sizeof(png_bytep) * (size_t)c->h);
+    int ok = 0;
+    if (png && info && rows) {
+        for (int y = 0; y < c->h; y++)
+            rows[y] = c->px + (size_t)y * (size_t)c->w * 3;
+        ok = png_encode(png, info, f, rows, c);
+        if (!ok) {
+            if (err.err && !strcmp(err.msg, "Write Error"))
+                vxm_error(ctx, VXM_EIO, path, "cannot write: %s", strerror(err.err));
+            else
+                vxm_error(ctx, VXM_EIO, path, "cannot write the PNG: %s", err.msg);
+        }
+    } else {
+        vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
+    }
+    if (png)
+        png_destroy_write_struct(&png, info ? &info : NULL);
+    free(rows);
+    return vxm_eval_temp_finish(ctx, path, f, tmp, ok);
+}
+
