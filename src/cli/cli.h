@@ -90,6 +90,10 @@ char *cli_affix(const char *prefix, const char *name, const char *suffix);
 /* Applies --img-prefix/--img-suffix to every name of the list; 1 on out of memory (message printed). */
 int cli_list_affix(cli_list *l, const char *prefix, const char *suffix);
 
+/* --labels L (npz array 'labels', or .npy): the values in file order, without 0 and without repeats; at most max.
+ * 0, or 1 after one error line. */
+int cli_read_labels(vxm_context *ctx, const char *path, int *labels, int max, int *n);
+
 int cmd_register(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -5,6 +5,7 @@
  * reported with its number.  VoxelMorph's read_file_list (py/utils.py) strips each line and prepends/appends
  * --img-prefix/--img-suffix; cli_affix does the latter for every command. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,4 +124,38 @@ int cli_list_affix(cli_list *l, const char *prefix, const char *suffix)
         l->names[i] = s;
     }
     return 0;
+}
+
+int cli_read_labels(vxm_context *ctx, const char *path, int *labels, int max, int *n)
+{
+    vxm_volume *l = NULL;
+    if (vxm_volume_read(ctx, path, "labels", &l))
+        return cli_fail(ctx);
+    *n = 0;
+    int rc = 0;
+    for (size_t i = 0; i < vxm_volume_numel(l); i++) {
+        float x = l->data[i];
+        if (!isfinite(x) || fabsf(x) > 2e9f || x != rintf(x)) {
+            fprintf(stderr, "vxm: %s: label %g is not an integer\n", path, (double)x);
+            rc = 1;
+            break;
+        }
+        int v = (int)lrintf(x), seen = v == 0;
+        for (int j = 0; j < *n && !seen; j++)
+            seen = labels[j] == v;
+        if (seen)
+            continue;
+        if (*n >= max) {
+            fprintf(stderr, "vxm: %s: more than %d labels\n", path, max);
+            rc = 1;
+            break;
+        }
+        labels[(*n)++] = v;
+    }
+    if (!rc && *n == 0) {
+        fprintf(stderr, "vxm: %s: no non-zero labels\n", path);
+        rc = 1;
+    }
+    vxm_volume_free(l);
+    return rc;
 }

@@ -211,39 +211,10 @@ static int label_insert(label_set *s, int x)
     return 0;
 }
 
-/* --labels: the values in file order, without 0 and without repeats. */
+/* --labels: the values in file order, without 0 and without repeats (cli_lists.c). */
 static int read_labels(vxm_context *ctx, const char *path, label_set *s)
 {
-    vxm_volume *l = NULL;
-    if (vxm_volume_read(ctx, path, "labels", &l))
-        return cli_fail(ctx);
-    s->n = 0;
-    int rc = 0;
-    for (size_t i = 0; i < vxm_volume_numel(l); i++) {
-        float x = l->data[i];
-        if (!isfinite(x) || fabsf(x) > 2e9f || x != rintf(x)) {
-            fprintf(stderr, "vxm: %s: label %g is not an integer\n", path, (double)x);
-            rc = 1;
-            break;
-        }
-        int v = (int)lrintf(x), seen = v == 0;
-        for (int j = 0; j < s->n && !seen; j++)
-            seen = s->v[j] == v;
-        if (seen)
-            continue;
-        if (s->n >= MAX_LABELS) {
-            fprintf(stderr, "vxm: %s: more than %d labels\n", path, MAX_LABELS);
-            rc = 1;
-            break;
-        }
-        s->v[s->n++] = v;
-    }
-    if (!rc && s->n == 0) {
-        fprintf(stderr, "vxm: %s: no non-zero labels\n", path);
-        rc = 1;
-    }
-    vxm_volume_free(l);
-    return rc;
+    return cli_read_labels(ctx, path, s->v, MAX_LABELS, &s->n);
 }
 
 /* The sorted non-zero values present in either map (what vxm.py.utils.dice uses without a label list). */

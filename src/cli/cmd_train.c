@@ -33,7 +33,8 @@ static void usage(FILE *f)
             "usage: vxm train --model-dir D (--img-list LIST [--atlas A] | --pairs LIST) [options]\n"
             "       vxm train --plot D       (draw D/loss.png from D/log.csv, then exit)\n\n"
             "Trains a VxmDense model as VoxelMorph's scripts/tf/train.py: loss = image loss + lambda * Grad('l2',\n"
-            "loss_mult = int-downsize) of the pre-integration field; Adam as Keras (beta 0.9/0.999, eps 1e-7).\n"
+            "loss_mult = int-downsize) of the pre-integration field (KL with --use-probs; + dice-weight * Dice\n"
+            "with --labels); Adam as Keras (beta 0.9/0.999, eps 1e-7).\n"
             "Writes D/%%04d.h5 (VoxelMorph .h5, readable by 'vxm register' and VxmDense.load): the initial epoch\n"
             "before training, then every --save-freq epochs and after the last epoch.  Volumes are used as\n"
             "stored (no intensity scaling: supply [0,1] data); all must share one shape, which must be a multiple\n"
@@ -48,6 +49,12 @@ static void usage(FILE *f)
             "                    (lists: whitespace separated, blank lines and lines starting with # skipped)\n"
             "  --img-prefix P, --img-suffix S   file = P + listed name + S (not applied to --atlas)\n"
             "  --batch-size N    pairs per step (default 1)\n"
+            "  --labels L        semi-supervised training (train_semisupervised_seg.py): labels (npz 'labels'\n"
+            "                    or .npy) one-hot encoded, taken at every second voxel, compared by soft Dice\n"
+            "                    with the moving map warped at half resolution; --pairs lines then read\n"
+            "                    'moving fixed moving_seg fixed_seg', or with --img-list each scan's map is\n"
+            "                    --seg-prefix P + name + --seg-suffix S\n"
+            "  --dice-weight X   weight of the Dice term (default 0.01)\n"
             "  --seed S          seeds the draws and a new model's initialisers (default 0); the draws of a\n"
             "                    step depend on (seed, step) only, so --resume continues the same sequence\n"
             "  --cache-mb MB     keep all volumes in memory when they need at most MB (default: half the\n"
@@ -62,7 +69,11 @@ static void usage(FILE *f)
             "  --enc N...        encoder features of a new model (default 16 32 32 32)\n"
             "  --dec N...        decoder features (default 32 32 32 32 32 16 16)\n"
             "  --int-steps N     scaling-and-squaring steps (default 7; 0 = no integration)\n"
-            "  --int-downsize N  integration at 1/N resolution, also Grad's loss_mult (default 2)\n\n"
+            "  --int-downsize N  integration at 1/N resolution, also Grad's loss_mult (default 2)\n"
+            "  --use-probs       probabilistic model (mean and log-variance heads, sampled field): the\n"
+            "                    regulariser is KL(--kl-lambda, default 10) weighted by --lambda, as train.py\n"
+            "  --bidir           bidirectional: also warp fixed -> moving with the negated field; image losses\n"
+            "                    weighted 0.5 and 0.5\n\n"
             "loss and optimiser:\n"
             "  --image-loss mse|ncc   (default mse; ncc: window 9)\n"
             "  --image-sigma X   MSE weight 1/X^2 (default 1)\n"
@@ -83,8 +94,11 @@ static void usage(FILE *f)
             "  --tolerance T     for --check (default 1e-3)\n");
 }
 
+#define TRAIN_MAX_LABELS 1024
+
 typedef struct train_cli {
-    const char *model_dir, *save_gradients, *image_loss, *optimizer, *plot;
+    const char *model_dir, *save_gradients, *image_loss, *optimizer, *plot, *labels_file;
+    int labels[TRAIN_MAX_LABELS];
     train_data_spec data;
     vxm_train_options opt;
     cli_device_opts dev;
@@ -147,6 +161,8 @@ static int parse(int argc, char **argv, train_cli *o)
         {"--load-weights", &o->opt.load_weights}, {"--save-gradients", &o->save_gradients},
         {"--image-loss", &o->image_loss},     {"--optimizer", &o->optimizer},
         {"--resume", &o->opt.resume},         {"--plot", &o->plot},
+        {"--labels", &o->labels_file},        {"--seg-prefix", &o->data.seg_prefix},
+        {"--seg-suffix", &o->data.seg_suffix},
     };
     const num_opt nums[] = {
         {"--int-steps", 'i', 0, 64, &o->opt.int_steps},
@@ -162,6 +178,8 @@ static int parse(int argc, char **argv, train_cli *o)
         {"--tolerance", 'd', 0, INFINITY, &o->tolerance},
         {"--cache-mb", 'd', 0, INFINITY, &o->data.cache_mb},
         {"--plot-every", 'i', 1, 1000000000, &o->plot_every},
+        {"--kl-lambda", 'd', 0, INFINITY, &o->opt.kl_lambda},
+        {"--dice-weight", 'd', 0, INFINITY, &o->opt.dice_weight},
     };
     cli_args a;
     cli_args_init(&a, argc, argv);
@@ -190,6 +208,10 @@ static int parse(int argc, char **argv, train_cli *o)
             o->check = 1;
         } else if (cli_is(&a, "--no-prefetch")) {
             o->no_prefetch = 1;
+        } else if (cli_is(&a, "--bidir")) {
+            o->opt.bidir = 1;
+        } else if (cli_is(&a, "--use-probs")) {
+            o->opt.use_probs = 1;
         } else {
             return cli_usage_error("train: unknown option '%s' (see vxm train --help)", a.name);
         }
@@ -215,6 +237,14 @@ static int parse(int argc, char **argv, train_cli *o)
     if (o->opt.resume && (o->have_arch || o->opt.load_weights))
         return cli_usage_error("train: --resume continues %s with its own architecture and weights: no "
                                "--load-weights/--enc/--dec/--int-steps/--int-downsize", o->opt.resume);
+    if ((o->data.seg_prefix || o->data.seg_suffix) && !o->labels_file)
+        return cli_usage_error("train: --seg-prefix/--seg-suffix go with --labels (semi-supervised training)");
+    if (o->labels_file && o->data.atlas)
+        return cli_usage_error("train: semi-supervised training (--labels) pairs scans with scans: no --atlas");
+    if (o->labels_file && o->data.img_list && !o->data.seg_prefix && !o->data.seg_suffix)
+        return cli_usage_error("train: with --labels and --img-list, --seg-prefix/--seg-suffix name each scan's "
+                               "segmentation");
+    o->data.semi = o->labels_file != NULL;
     if (o->opt.n_dec < o->opt.n_enc)
         return cli_usage_error("train: --dec needs at least as many values as --enc (%d), got %d", o->opt.n_enc,
                                o->opt.n_dec);
@@ -301,10 +331,28 @@ static double rel_l2(const float *a, const float *b, size_t n)
     return d2 > 0 ? INFINITY : (isnan(d2) ? NAN : 0);
 }
 
+/* The trainer's view of a batch (segmentations are NULL unless semi-supervised); caller frees. */
+static vxm_train_sample *samples_of(const train_batch *b)
+{
+    vxm_train_sample *s = malloc(sizeof *s * (size_t)b->n);
+    for (int i = 0; s && i < b->n; i++) {
+        s[i].moving = b->mov[i];
+        s[i].fixed = b->fix[i];
+        s[i].moving_seg = b->mov_seg[i];
+        s[i].fixed_seg = b->fix_seg[i];
+    }
+    if (!s)
+        fprintf(stderr, "vxm: out of memory\n");
+    return s;
+}
+
 /* --check: the first batch's gradients on the device and on the CPU backend, weight by weight. */
 static int run_check(vxm_context *ctx, vxm_backend *be, vxm_trainer *t, const train_cli *o, const train_data *d,
-                     const float *const *mov, const float *const *fix)
+                     const train_batch *batch)
 {
+    vxm_train_sample *smp = samples_of(batch);
+    if (!smp)
+        return 1;
     vxm_backend *ref = NULL;
     vxm_trainer *rt = NULL;
     float *ga = NULL, *gb = NULL;
@@ -312,8 +360,8 @@ static int run_check(vxm_context *ctx, vxm_backend *be, vxm_trainer *t, const tr
     int rc = 1;
     if (vxm_backend_open(ctx, "cpu", &ref) ||
         vxm_trainer_create(ctx, ref, &o->opt, d->ndim, d->shape, d->channels, d->channels, &rt) ||
-        vxm_trainer_compute_gradients(t, mov, fix, o->batch, &la) ||
-        vxm_trainer_compute_gradients(rt, mov, fix, o->batch, &lb)) {
+        vxm_trainer_compute_gradients_samples(t, smp, o->batch, &la) ||
+        vxm_trainer_compute_gradients_samples(rt, smp, o->batch, &lb)) {
         rc = cli_fail(ctx);
         goto done;
     }
@@ -354,6 +402,7 @@ static int run_check(vxm_context *ctx, vxm_backend *be, vxm_trainer *t, const tr
                 vxm_backend_describe(be), worst, o->tolerance);
     rc = ok ? 0 : 1;
 done:
+    free(smp);
     free(ga);
     free(gb);
     vxm_trainer_free(rt);
@@ -439,17 +488,20 @@ static int train_step(train_run *r, int epoch, int step, int first, vxm_train_lo
     const train_cli *o = r->o;
     if (!first && next_batch(r))
         return 1;
-    const float *const *mov = r->b->mov, *const *fix = r->b->fix;
+    vxm_train_sample *smp = samples_of(r->b);
+    if (!smp)
+        return 1;
     vxm_status st;
     if (first && o->save_gradients) {
-        st = vxm_trainer_compute_gradients(r->t, mov, fix, o->batch, L);
+        st = vxm_trainer_compute_gradients_samples(r->t, smp, o->batch, L);
         if (!st && (st = vxm_trainer_save_gradients(r->t, o->save_gradients)) == VXM_OK)
             printf("gradients of the first step: %s\n", o->save_gradients);
         if (!st)
             st = vxm_trainer_apply(r->t);
     } else {
-        st = vxm_trainer_step(r->t, mov, fix, o->batch, L);
+        st = vxm_trainer_step_samples(r->t, smp, o->batch, L);
     }
+    free(smp);
     if (st == VXM_OK && !isfinite(L->total))
         st = VXM_ENUMERIC; /* the engine reports non-finite terms itself; this guards the sum */
     if (st)
@@ -586,6 +638,11 @@ static int train(const train_cli *op)
     if (o.opt.resume && (rc = resume_options(ctx, &o)))
         goto done;
     rc = 1;
+    if (o.labels_file) {
+        if (cli_read_labels(ctx, o.labels_file, o.labels, TRAIN_MAX_LABELS, &o.opt.nlabels))
+            goto done;
+        o.opt.labels = o.labels;
+    }
     int div = 1 << (o.opt.n_enc < 30 ? o.opt.n_enc : 30);
     const char *model_file = o.opt.resume ? o.opt.resume : o.opt.load_weights;
     if (train_data_load(ctx, &o.data, &d) || (model_file && check_model_file(ctx, model_file, &div)) ||
@@ -617,7 +674,7 @@ static int train(const train_cli *op)
                    ckpt_len};
     if (next_batch(&r))
         goto done;
-    if (o.check && (rc = run_check(ctx, be, t, &o, &d, r.b->mov, r.b->fix)))
+    if (o.check && (rc = run_check(ctx, be, t, &o, &d, r.b)))
         goto done;
     /* 3. the log, the initial checkpoint, then the epochs */
     vxm_trainer_loss_names(t, &names);

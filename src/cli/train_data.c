@@ -32,6 +32,8 @@ void train_data_free(train_data *d)
     free(d->vol);
     free(d->mov);
     free(d->fix);
+    free(d->seg_of);
+    free(d->is_seg);
     memset(d, 0, sizeof *d);
     d->atlas = -1;
 }
@@ -120,7 +122,7 @@ static int load_file(vxm_context *ctx, train_data *d, int i, vxm_volume **out, i
         fprintf(stderr, "vxm: %s\n", msg);
         return 1;
     }
-    if (!*warned && range_warning(d->path[i], *out, msg, sizeof msg)) {
+    if (!*warned && !(d->is_seg && d->is_seg[i]) && range_warning(d->path[i], *out, msg, sizeof msg)) {
         fprintf(stderr, "%s\n", msg);
         *warned = 1;
     }
@@ -162,18 +164,57 @@ static int load_volumes(vxm_context *ctx, const train_data_spec *spec, train_dat
     return 0;
 }
 
+/* Semi-supervised: the label map of every listed image (pair lists: columns 3-4; image lists: seg_prefix + name +
+ * seg_suffix), recorded in d->seg_of once every file has its index.  0, or 1 after the message. */
+static int add_segs(train_data *d, const train_data_spec *spec, const cli_list *raw, int per, int *cap)
+{
+    int *segf = malloc(sizeof(int) * (size_t)raw->rows * (size_t)per);
+    int rc = !segf;
+    for (int r = 0; r < raw->rows && !rc; r++)
+        for (int c = 0; c < per && !rc; c++) {
+            char *p = spec->pairs ? cli_affix(NULL, cli_list_name(raw, r, 2 + c), NULL)
+                                  : cli_affix(spec->seg_prefix, cli_list_name(raw, r, 0), spec->seg_suffix);
+            rc = !p || (segf[r * per + c] = file_index(d, p, cap)) < 0;
+            free(p);
+        }
+    if (!rc) {
+        d->seg_of = malloc(sizeof(int) * (size_t)d->nfiles);
+        d->is_seg = calloc((size_t)d->nfiles, 1);
+        rc = !d->seg_of || !d->is_seg;
+    }
+    for (int i = 0; !rc && i < d->nfiles; i++)
+        d->seg_of[i] = -1;
+    for (int r = 0; r < raw->rows && !rc; r++)
+        for (int c = 0; c < per; c++) {
+            int img = (c == 0 ? d->mov : d->fix)[r], seg = segf[r * per + c];
+            d->seg_of[img] = seg;
+            d->is_seg[seg] = 1;
+        }
+    if (rc)
+        fprintf(stderr, "vxm: out of memory\n");
+    free(segf);
+    return rc;
+}
+
 int train_data_load(vxm_context *ctx, const train_data_spec *spec, train_data *d)
 {
     static const cli_list_format pair_fmt = {2, 2, "two names (moving fixed)", "pairs"};
+    static const cli_list_format semi_fmt = {4, 4, "four names (moving fixed moving_seg fixed_seg)", "pairs"};
     static const cli_list_format scan_fmt = {1, 1, "one name (a volume)", "volumes"};
     memset(d, 0, sizeof *d);
     d->atlas = -1;
     d->mode = spec->pairs ? TRAIN_PAIRS : spec->atlas ? TRAIN_SCAN_TO_ATLAS : TRAIN_SCAN_TO_SCAN;
     d->seed = spec->seed;
-    cli_list l;
+    d->semi = spec->semi;
+    cli_list l, raw;
     const char *list = spec->pairs ? spec->pairs : spec->img_list;
-    if (cli_list_read(list, spec->pairs ? &pair_fmt : &scan_fmt, &l))
+    const cli_list_format *fmt = spec->pairs ? (spec->semi ? &semi_fmt : &pair_fmt) : &scan_fmt;
+    if (cli_list_read(list, fmt, &l))
         return 1;
+    if (cli_list_read(list, fmt, &raw)) { /* the names before --img-prefix/--img-suffix (segmentation names) */
+        cli_list_free(&l);
+        return 1;
+    }
     int rc = 1, cap = 0, per = spec->pairs ? 2 : 1;
     if (cli_list_affix(&l, spec->img_prefix, spec->img_suffix))
         goto done;
@@ -193,9 +234,12 @@ int train_data_load(vxm_context *ctx, const train_data_spec *spec, train_data *d
         }
     if (spec->atlas && (d->atlas = file_index(d, spec->atlas, &cap)) < 0)
         goto done;
+    if (spec->semi && add_segs(d, spec, &raw, per, &cap))
+        goto done;
     rc = load_volumes(ctx, spec, d);
 done:
     cli_list_free(&l);
+    cli_list_free(&raw);
     if (rc)
         train_data_free(d);
     return rc;
@@ -242,11 +286,14 @@ int train_batch_init(train_batch *b, int batch)
     b->n = batch;
     b->mov = calloc((size_t)batch, sizeof *b->mov);
     b->fix = calloc((size_t)batch, sizeof *b->fix);
+    b->mov_seg = calloc((size_t)batch, sizeof *b->mov_seg);
+    b->fix_seg = calloc((size_t)batch, sizeof *b->fix_seg);
     b->mov_file = calloc((size_t)batch, sizeof(int));
     b->fix_file = calloc((size_t)batch, sizeof(int));
-    b->own = calloc(2 * (size_t)batch, sizeof *b->own);
-    b->own_file = calloc(2 * (size_t)batch, sizeof(int));
-    return !b->mov || !b->fix || !b->mov_file || !b->fix_file || !b->own || !b->own_file;
+    b->own = calloc(4 * (size_t)batch, sizeof *b->own);
+    b->own_file = calloc(4 * (size_t)batch, sizeof(int));
+    return !b->mov || !b->fix || !b->mov_seg || !b->fix_seg || !b->mov_file || !b->fix_file || !b->own ||
+           !b->own_file;
 }
 
 void train_batch_clear(train_batch *b)
@@ -263,6 +310,8 @@ void train_batch_free(train_batch *b)
     train_batch_clear(b);
     free(b->mov);
     free(b->fix);
+    free(b->mov_seg);
+    free(b->fix_seg);
     free(b->mov_file);
     free(b->fix_file);
     free(b->own);
@@ -281,7 +330,7 @@ static const float *streamed(const train_data *d, vxm_context *ctx, train_batch 
         const char *msg = vxm_context_error(ctx);
         snprintf(b->err, sizeof b->err, "%s", (msg && *msg) ? msg : "cannot read");
     } else if (!check_volume(d, d->path[f], v, b->err, sizeof b->err)) {
-        if (!b->warn[0])
+        if (!b->warn[0] && !(d->is_seg && d->is_seg[f]))
             range_warning(d->path[f], v, b->warn, sizeof b->warn);
         b->own_file[b->nown] = f;
         b->own[b->nown++] = v;
@@ -297,17 +346,16 @@ int train_batch_fill(const train_data *d, vxm_context *ctx, long step, train_bat
     train_batch_clear(b);
     b->step = step;
     train_data_draw(d, step, b->n, b->mov_file, b->fix_file);
-    if (d->cached) {
-        for (int i = 0; i < b->n; i++) {
-            b->mov[i] = d->vol[b->mov_file[i]]->data;
-            b->fix[i] = d->vol[b->fix_file[i]]->data;
-        }
-        return 0;
-    }
     for (int i = 0; i < b->n && !b->failed; i++) {
-        b->mov[i] = streamed(d, ctx, b, b->mov_file[i]);
-        if (!b->failed)
-            b->fix[i] = streamed(d, ctx, b, b->fix_file[i]);
+        int f[4] = {b->mov_file[i], b->fix_file[i], d->semi ? d->seg_of[b->mov_file[i]] : -1,
+                    d->semi ? d->seg_of[b->fix_file[i]] : -1};
+        const float **dst[4] = {&b->mov[i], &b->fix[i], &b->mov_seg[i], &b->fix_seg[i]};
+        for (int k = 0; k < 4 && !b->failed; k++) {
+            if (f[k] < 0)
+                *dst[k] = NULL; /* no label map (unsupervised) */
+            else
+                *dst[k] = d->cached ? d->vol[f[k]]->data : streamed(d, ctx, b, f[k]);
+        }
     }
     return b->failed;
 }

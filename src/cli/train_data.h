@@ -22,6 +22,10 @@ typedef struct train_data_spec {
     const char *img_prefix, *img_suffix;  /* applied to the listed names (not to the atlas, as train.py) */
     unsigned long long seed;              /* seeds the draws */
     double cache_mb;                      /* cache volumes when they need at most this many MB; < 0: default */
+    /* semi-supervised (train_semisupervised_seg.py): --pairs lines "moving fixed moving_seg fixed_seg", or with
+     * --img-list each scan's label map seg_prefix + name + seg_suffix */
+    int semi;
+    const char *seg_prefix, *seg_suffix;
 } train_data_spec;
 
 typedef struct train_data {
@@ -35,6 +39,9 @@ typedef struct train_data {
     int atlas;             /* file index of the atlas, -1 without */
     int ndim, shape[3], channels; /* common to every file */
     uint64_t seed;
+    int semi;
+    int *seg_of;  /* semi-supervised: the label-map file of each image file (-1: none) */
+    char *is_seg; /* per file: a label map (no intensity-range warning) */
 } train_data;
 
 /* Reads the list(s); checks that every file exists, shares one shape and channel count and holds finite values
@@ -54,8 +61,9 @@ typedef struct train_batch {
     long step;
     int n;
     const float **mov, **fix;
+    const float **mov_seg, **fix_seg; /* semi-supervised label maps, else NULL entries */
     int *mov_file, *fix_file;
-    vxm_volume **own; /* streamed volumes held by this batch (up to 2n) */
+    vxm_volume **own; /* streamed volumes held by this batch (up to 4n) */
     int *own_file;    /* the file of each own[] entry */
     int nown;
     int failed;       /* 1: err holds "FILE: problem" */
