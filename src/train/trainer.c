@@ -266,17 +266,34 @@ int vxm_trainer_divisor(const vxm_trainer *t)
     return t->model->divisor;
 }
 
+/* Multiply-add FLOPs of a convolution node or of its data / filter gradient (the same products). */
+static double conv_node_flops(const vxm_graph *g, const vxm_node *n)
+{
+    const vxm_conv_params *p = &n->p.conv;
+    double k = (double)p->ksize[0] * p->ksize[1] * p->ksize[2];
+    const vxm_node *y = n->op == VXM_OP_CONV ? n : &g->nodes[n->in[n->op == VXM_OP_CONV_BACK_FILTER ? 1 : 0]];
+    const vxm_node *x = n->op == VXM_OP_CONV ? &g->nodes[n->in[0]] : n->op == VXM_OP_CONV_BACK_DATA ? n
+                                                                                                   : &g->nodes[n->in[0]];
+    return 2.0 * k * x->channels * y->channels * y->shape[0] * y->shape[1] * y->shape[2];
+}
+
 static void print_profile(const vxm_graph *g, const vxm_exec *ex)
 {
-    double per_op[VXM_OP_COUNT] = {0}, total = 0;
+    double per_op[VXM_OP_COUNT] = {0}, flops[VXM_OP_COUNT] = {0}, total = 0;
     for (int i = 0; i < g->n; i++) {
-        per_op[g->nodes[i].op] += vxm_exec_node_seconds(ex, i);
+        const vxm_node *n = &g->nodes[i];
+        per_op[n->op] += vxm_exec_node_seconds(ex, i);
         total += vxm_exec_node_seconds(ex, i);
+        if (n->op == VXM_OP_CONV || n->op == VXM_OP_CONV_BACK_DATA || n->op == VXM_OP_CONV_BACK_FILTER)
+            flops[n->op] += conv_node_flops(g, n);
     }
     fprintf(stderr, "step profile (%.3f s):", total);
-    for (int k = 0; k < VXM_OP_COUNT; k++)
+    for (int k = 0; k < VXM_OP_COUNT; k++) {
         if (per_op[k] > 0.0005)
             fprintf(stderr, " %s %.3f", vxm_op_name((vxm_op)k), per_op[k]);
+        if (flops[k] > 0 && per_op[k] > 0)
+            fprintf(stderr, " (%.0f GFLOP/s)", flops[k] / per_op[k] / 1e9);
+    }
     fprintf(stderr, "\n");
 }
 
