@@ -4,6 +4,9 @@ TORCH_PYTHON=/path/to/python or python3): one training step of the published Vox
 voxelmorph's torch port builds it, at the given shape, on the CPU with $THREADS threads (default 2).
 Loss as train.py: MSE + 0.01 * Grad('l2', loss_mult=2) of the pre-integration field; Adam lr 1e-4 (Keras eps).
 Prints the median of 3 steps after a warm-up and the process's peak RSS as one row of bench/train_bench.c's table.
+The model has the published file's 313,507 parameters.  Debian's python3-torch (1.13) runs the convolutions
+that oneDNN does not take through the system libblas.so.3: with the reference BLAS the step is ~3x slower, so
+install libopenblas0-pthread first (the numbers in `make bench` assume it).
 Dev tool only: never used at run time or by the tests.
   python3 bench/torch_train_step.py A B C"""
 import os

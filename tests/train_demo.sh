@@ -4,7 +4,7 @@
 # field) and the trained one.  The published model is 3-D and cannot run on 2-D slices, so it is evaluated on
 # 3-D held-out pairs made the same way from the whole volume.  Everything goes to demo_out/train/.
 #   DEMO_EPOCHS (default 60, x 100 steps: ~3 min on 2 cores), THREADS (default 2), DEMO_OUT, VXM_SHARED
-set -eu
+set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${VXM_SHARED:-../shared}
 S=$SHARED/data/scans
@@ -30,8 +30,8 @@ echo "== train: ./vxm train (train.py's architecture and loss: enc 16 32 32 32, 
 echo "   MSE + 0.01 Grad; lr 1e-3 instead of train.py's 1e-4 so that a demo converges in minutes), $EPOCHS x 100 steps"
 start=$(date +%s)
 ./vxm train --model-dir "$D/model" --pairs "$D/cohort/train_pairs.txt" "${IMG[@]}" --lr 1e-3 \
-    --epochs "$EPOCHS" --steps-per-epoch 100 --save-freq 20 --device cpu --threads "$THREADS" |
-    awk '/^epoch/ && ($2 ~ /^1\// || $2 ~ /^[0-9]*0\//) || /^saved/'
+    --epochs "$EPOCHS" --steps-per-epoch 100 --save-freq 20 --device cpu --threads "$THREADS" 2>&1 |
+    awk '!/^epoch/ || $2 ~ /^1\// || $2 ~ /^[0-9]*0\//'   # progress every 10 epochs
 echo "training took $(($(date +%s) - start)) s"
 last=$(printf '%s/model/%04d.h5' "$D" "$EPOCHS")
 
@@ -44,9 +44,9 @@ echo "== vxm test on the 10 held-out pairs (mean Dice over the anatomical labels
 untrained=$(dice "$D/model/0000.h5" "$D/cohort/test_pairs.txt" "$D/test_untrained.log")
 trained=$(dice "$last" "$D/cohort/test_pairs.txt" "$D/test_trained.log")
 before=$(echo "$trained" | sed 's/.*(before registration: \(.*\))/\1/')
-printf '  %-36s %s\n' "identity (before registration):" "$before" \
-    "untrained model ($D/model/0000.h5):" "$(echo "$untrained" | awk '{print $3, $4, $5}')" \
-    "trained model ($last):" "$(echo "$trained" | awk '{print $3, $4, $5}')"
+printf '  %-32s %s\n' "identity (before registration):" "$before" \
+    "untrained model (0000.h5):" "$(echo "$untrained" | awk '{print $3, $4, $5}')" \
+    "trained model ($(basename "$last")):" "$(echo "$trained" | awk '{print $3, $4, $5}')"
 echo "  (per pair and per label: $D/test_trained.log)"
 
 echo
