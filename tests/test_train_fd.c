@@ -3,11 +3,13 @@
  *  1. The gradient the backward graph computes equals finite differences of the total loss: per weight tensor, the
  *     directional derivative along a random +-1 direction, (L(w + h u) - L(w - h u)) / 2 vs <g, h u>, with
  *     h = 3e-3 x (the tensor's weight scale).  Summing over the whole tensor lifts the change of L far above the
- *     float32 rounding of the loss (single-weight differences are not), and a noise floor of 1e-6 |L| covers the
- *     rest.  Tolerance 15 %: within +-h some units cross kinks (LeakyReLU, max-pool switches, interpolation cells,
- *     where TF's rule is one-sided) and central differences average them (measured worst: 8 %); a missing or wrong
- *     gradient path is far larger (dropping VecInt's location path or routing both concat halves to the first
- *     channels fails 10-12 of these checks).
+ *     float32 rounding of the loss (single-weight differences are not).  The error is relative to the larger of
+ *     |<g, h u>| and 3 % of sum |g_i h| (+ 1e-6 |L|, the loss's rounding): a random direction can make the terms
+ *     cancel, and then the comparison is against the size of the terms.  Tolerance 15 %: within +-h some units
+ *     cross kinks (LeakyReLU, max-pool switches, interpolation cells, where TF's rule is one-sided) and central
+ *     differences average them (worst over 10 direction seeds, VXM_FD_SEED: 11 %); a missing or wrong gradient
+ *     path is far larger (dropping VecInt's location path or routing both concat halves to the first channels
+ *     fails 10-12 of these checks).
  *  2. CPU gradients are bitwise identical for 1 and 2 threads; every OpenCL device agrees with the CPU backend.
  *  3. A batch of two is the mean of the two samples (Keras' composition).
  * The flow head is re-initialised (see make()) so that gradients reach the encoder (at Keras' N(0, 1e-5) they are
@@ -76,7 +78,8 @@ static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
         return NULL;
     }
     /* flow head (see the top comment): kernel U(-0.03, 0.03) so that gradients reach the encoder, bias 0.5 voxel (0.25 on the
-     * half-resolution segmentation grid) so that sampling locations stay away from grid points, where the interpolation has a kink (TF's one-sided rule,
+     * half-resolution segmentation grid; the kernel is 3x smaller for the label maps, whose interpolation kinks at
+     * every cell face as their values jump) so that sampling locations stay away from grid points, where the interpolation has a kink (TF's one-sided rule,
      * training doc §2.7) that central differences cannot see */
     for (int k = 0; k < vxm_trainer_num_weights(t); k++) {
         vxm_weight_info wi;
@@ -97,7 +100,7 @@ static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
             unsigned long long save = rs;
             rs = 99;
             for (size_t i = 0; i < wi.numel; i++)
-                w[i] = kernel ? (float)(0.03 * (urand() * 2 - 1)) : 0.5f;
+                w[i] = kernel ? (float)((c->semi ? 0.01 : 0.03) * (urand() * 2 - 1)) : 0.5f;
             rs = save;
             vxm_trainer_write_weight(t, k, w);
             free(w);
@@ -138,6 +141,12 @@ static double total_loss(vxm_trainer *t, const float *mv, const float *fx)
 
 static void fd_check(vxm_context *ctx, vxm_backend *be, const tcase *c, const float *mv, const float *fx)
 {
+    /* the directions depend on the case only (not on which devices ran before), so every device and machine
+     * checks the same ones; VXM_FD_SEED varies them when exploring */
+    const char *env = getenv("VXM_FD_SEED");
+    rs = env ? strtoull(env, NULL, 10) : 12345;
+    for (const char *p = c->name; *p; p++)
+        rs = rs * 131 + (unsigned char)*p;
     vxm_trainer *t = make(ctx, be, c);
     if (!t)
         return;
@@ -189,7 +198,7 @@ static void fd_check(vxm_context *ctx, vxm_backend *be, const tcase *c, const fl
         vxm_trainer_write_weight(t, k, w);
         double fd = 0.5 * (lp - lm);
         /* the float32 pipeline evaluates L to ~1e-6 relative: differences below that are noise */
-        double err = fabs(fd - an) / fmax(fabs(an), 1e-2 * dot_scale + 1e-6 * fabs(L.total) + 1e-15);
+        double err = fabs(fd - an) / fmax(fabs(an), 3e-2 * dot_scale + 1e-6 * fabs(L.total) + 1e-15);
         (void)gmax;
         checked++;
         if (!(err <= worst)) {
