@@ -71,6 +71,9 @@ expect "semi: pair line without segmentations" 1 "$T/pairs.txt: line 1: expected
     train --model-dir "$T/e" --pairs "$T/pairs.txt" --labels "$T/labels.npy" "${SMALL[@]}"
 expect "semi: missing label file" 1 "$T/nolabels.npy: " -- \
     train --model-dir "$T/e" --pairs "$T/semi.txt" --labels "$T/nolabels.npy" "${SMALL[@]}"
+npy1d "$T/label3.npy" 2 3
+expect "semi: a label in no segmentation" 1 "$T/label3.npy: label 3 is in none of the listed segmentations" -- \
+    train --model-dir "$T/e" --pairs "$T/semi.txt" --labels "$T/label3.npy" "${SMALL[@]}"
 npy1d "$T/zero.npy" 0
 expect "semi: labels without a non-zero label" 1 "$T/zero.npy: no non-zero labels" -- \
     train --model-dir "$T/e" --pairs "$T/semi.txt" --labels "$T/zero.npy" "${SMALL[@]}"

@@ -301,6 +301,31 @@ static int check_model_file(vxm_context *ctx, const char *path, int *divisor)
     return 0;
 }
 
+/* Semi-supervised: a label of --labels that no listed segmentation contains would train an always-empty Dice
+ * channel (divide_no_nan gives 0, silently) -- a wrong label file.  Checked on the cached maps (streamed ones
+ * are not all read before training).  0, or 1 after the message. */
+static int check_labels_present(const train_cli *o, const train_data *d)
+{
+    if (!d->semi || !d->cached)
+        return 0;
+    for (int l = 0; l < o->opt.nlabels; l++) {
+        int found = 0;
+        for (int f = 0; f < d->nfiles && !found; f++) {
+            if (!d->is_seg[f])
+                continue;
+            size_t n = vxm_volume_numel(d->vol[f]);
+            for (size_t i = 0; i < n && !found; i++)
+                found = d->vol[f]->data[i] == (float)o->opt.labels[l];
+        }
+        if (!found) {
+            fprintf(stderr, "vxm: %s: label %d is in none of the listed segmentations\n", o->labels_file,
+                    o->opt.labels[l]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int check_divisor(const train_cli *o, const train_data *d, int div)
 {
     for (int ax = 3 - d->ndim; ax < 3; ax++)
@@ -646,7 +671,7 @@ static int train(const train_cli *op)
     int div = 1 << (o.opt.n_enc < 30 ? o.opt.n_enc : 30);
     const char *model_file = o.opt.resume ? o.opt.resume : o.opt.load_weights;
     if (train_data_load(ctx, &o.data, &d) || (model_file && check_model_file(ctx, model_file, &div)) ||
-        check_divisor(&o, &d, div) || make_dir(o.model_dir))
+        check_divisor(&o, &d, div) || check_labels_present(&o, &d) || make_dir(o.model_dir))
         goto done;
     /* 2. device and trainer */
     if (cli_open_backend(ctx, &o.dev, &be) ||
