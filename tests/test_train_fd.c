@@ -45,6 +45,7 @@ typedef struct tcase {
     int ndim, int_steps;
     vxm_image_loss loss;
     int bidir, use_probs, semi;
+    int channels; /* image channels (src_feats = trg_feats); 0 means 1 */
 } tcase;
 
 /* Semi-supervised cases: label maps from the images' intensity bands (labels 1, 2; 0 elsewhere). */
@@ -72,7 +73,8 @@ static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
         o.dice_weight = 0.5;
     }
     vxm_trainer *t = NULL;
-    if (vxm_trainer_create(ctx, be, &o, c->ndim, c->shape, 1, 1, &t)) {
+    int ch = c->channels > 0 ? c->channels : 1;
+    if (vxm_trainer_create(ctx, be, &o, c->ndim, c->shape, ch, ch, &t)) {
         printf("FAIL train fd %s create on %s: %s\n", c->name, be->spec, vxm_context_error(ctx));
         tu_failed_count++;
         return NULL;
@@ -312,20 +314,27 @@ int main(void)
     tb_list l;
     tb_open_all(ctx, &l);
     static const tcase cases[] = {
-        {"2d_mse_int2", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 0},
-        {"2d_ncc_int0", {1, 12, 16}, 2, 0, VXM_LOSS_NCC, 0, 0, 0},
-        {"3d_mse_int1", {8, 8, 12}, 3, 1, VXM_LOSS_MSE, 0, 0, 0},
-        {"2d_mse_bidir", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 1, 0, 0},
-        {"2d_ncc_probs_kl", {1, 12, 16}, 2, 2, VXM_LOSS_NCC, 0, 1, 0},
-        {"2d_mse_semi_dice", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 1},
+        {"2d_mse_int2", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 0, 1},
+        {"2d_ncc_int0", {1, 12, 16}, 2, 0, VXM_LOSS_NCC, 0, 0, 0, 1},
+        {"3d_mse_int1", {8, 8, 12}, 3, 1, VXM_LOSS_MSE, 0, 0, 0, 1},
+        {"2d_mse_bidir", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 1, 0, 0, 1},
+        {"2d_ncc_probs_kl", {1, 12, 16}, 2, 2, VXM_LOSS_NCC, 0, 1, 0, 1},
+        {"2d_mse_semi_dice", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 1, 1},
+        {"2d_ncc_2channels", {1, 12, 16}, 2, 2, VXM_LOSS_NCC, 0, 0, 0, 2},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const tcase *tc = &cases[c];
         size_t n = (size_t)tc->shape[0] * tc->shape[1] * tc->shape[2];
+        size_t ch = tc->channels > 0 ? (size_t)tc->channels : 1;
         g_nvox = n;
-        float *mv = malloc(n * sizeof(float)), *fx = malloc(n * sizeof(float));
+        float *mv = malloc(n * ch * sizeof(float)), *fx = malloc(n * ch * sizeof(float));
         make_image(mv, tc->shape, 0.0);
         make_image(fx, tc->shape, 0.6);
+        for (size_t i = n; i-- > 0;) /* multichannel: channel c is the image with its contrast inverted c times */
+            for (size_t c = ch; c-- > 0;) {
+                mv[i * ch + c] = c % 2 ? 1.0f - mv[i] : mv[i];
+                fx[i * ch + c] = c % 2 ? 1.0f - fx[i] : fx[i];
+            }
         for (int b = 0; b < l.n; b++)
             fd_check(ctx, l.be[b], tc, mv, fx);
         if (!tc->semi && !tc->use_probs)
