@@ -44,6 +44,18 @@ run "semi-supervised, image list + seg suffix" "epoch,step,ncc,grad,dice,total,s
 run "bidirectional + probabilistic + semi-supervised" "epoch,step,mse,mse_neg,kl,dice,total,seconds" -- \
     --pairs "$T/semi.txt" --labels "$T/labels.npy" --bidir --use-probs
 
+# multichannel 3-D volumes (X, Y, Z, 2): a 2-channel model, registered by vxm register --multichannel
+npy4d "$T/m0.npy" 8 8 8 2; SHIFT=1 npy4d "$T/m1.npy" 8 8 8 2
+printf '%s %s\n' "$T/m0.npy" "$T/m1.npy" >"$T/mc.txt"
+if "$VXM" train --model-dir "$T/mc" --pairs "$T/mc.txt" --multichannel "${SMALL[@]}" >/dev/null 2>"$T/mc.err" &&
+    "$VXM" info --model "$T/mc/0002.h5" 2>/dev/null | grep -q "src_feats 2" &&
+    "$VXM" register --model "$T/mc/0002.h5" --moving "$T/m0.npy" --fixed "$T/m1.npy" --moved "$T/mc/moved.npy" \
+        --multichannel --device cpu >/dev/null 2>&1; then
+    pass "multichannel: a 2-channel model trains and registers"
+else
+    fail "multichannel: a 2-channel model trains and registers" "$(tail -1 "$T/mc.err")"
+fi
+
 # the Dice term decreases when it is the only sizeable one (train on the segmentations alone)
 dir=$T/dice_only
 if "$VXM" train --model-dir "$dir" --pairs "$T/semi.txt" --labels "$T/labels.npy" --dice-weight 1 --lambda 0 \
@@ -67,6 +79,8 @@ expect() {
     if ! printf '%s\n' "$last" | grep -Eq "^vxm: $pattern"; then fail "$name" "message '$last'"; return; fi
     pass "$name ($last)"
 }
+expect "multichannel input needs --multichannel" 1 "$T/m0.npy: has 2 channels; pass --multichannel" -- \
+    train --model-dir "$T/e" --pairs "$T/mc.txt" "${SMALL[@]}"
 expect "semi: pair line without segmentations" 1 "$T/pairs.txt: line 1: expected four names" -- \
     train --model-dir "$T/e" --pairs "$T/pairs.txt" --labels "$T/labels.npy" "${SMALL[@]}"
 expect "semi: missing label file" 1 "$T/nolabels.npy: " -- \

@@ -37,3 +37,17 @@ npy1d() {
     { printf '\223NUMPY\001\000'; printf "\\$(printf %03o $(( (${#hdr} + 1) % 256 )))\\$(printf %03o $(( (${#hdr} + 1) / 256 )))"
       printf '%s\n' "$hdr"; printf "$body"; } >"$out"
 }
+
+# npy4d OUT X Y Z C: a float32 (X, Y, Z, C) .npy with a smooth pattern in [0, 1] (C channels, shifted by SHIFT).
+npy4d() {
+    local out=$1 x=$2 y=$3 z=$4 c=$5 hdr body="" i j k l v
+    hdr="{'descr': '<f4', 'fortran_order': False, 'shape': ($x, $y, $z, $c), }"
+    while [ $(( (10 + ${#hdr} + 1) % 64 )) -ne 0 ]; do hdr="$hdr "; done
+    for ((i = 0; i < x; i++)); do for ((j = 0; j < y; j++)); do for ((k = 0; k < z; k++)); do for ((l = 0; l < c; l++)); do
+        v=$(( (i + j + k + l + ${SHIFT:-0}) % 4 ))
+        case $v in 0) body="$body\x00\x00\x00\x00" ;; 1) body="$body\x00\x00\x80\x3e" ;;
+                   2) body="$body\x00\x00\x00\x3f" ;; 3) body="$body\x00\x00\x40\x3f" ;; esac
+    done; done; done; done
+    { printf '\223NUMPY\001\000'; printf "\\$(printf %03o $(( (${#hdr} + 1) % 256 )))\\$(printf %03o $(( (${#hdr} + 1) / 256 )))"
+      printf '%s\n' "$hdr"; printf "$body"; } >"$out"
+}

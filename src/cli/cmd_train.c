@@ -49,6 +49,7 @@ static void usage(FILE *f)
             "                    (lists: whitespace separated, blank lines and lines starting with # skipped)\n"
             "  --img-prefix P, --img-suffix S   file = P + listed name + S (not applied to --atlas)\n"
             "  --batch-size N    pairs per step (default 1)\n"
+            "  --multichannel    volumes carry a channel axis (last): src_feats = trg_feats = its size\n"
             "  --labels L        semi-supervised training (train_semisupervised_seg.py): labels (npz 'labels'\n"
             "                    or .npy) one-hot encoded, taken at every second voxel, compared by soft Dice\n"
             "                    with the moving map warped at half resolution; --pairs lines then read\n"
@@ -103,7 +104,7 @@ typedef struct train_cli {
     vxm_train_options opt;
     cli_device_opts dev;
     int epochs, steps, batch, save_freq, initial_epoch, check, have_tolerance, have_arch;
-    int have_initial, have_lr, no_prefetch, plot_every;
+    int have_initial, have_lr, no_prefetch, plot_every, multichannel;
     double tolerance;
 } train_cli;
 
@@ -206,6 +207,8 @@ static int parse(int argc, char **argv, train_cli *o)
                 return 2;
         } else if (cli_is(&a, "--check")) {
             o->check = 1;
+        } else if (cli_is(&a, "--multichannel")) {
+            o->multichannel = 1;
         } else if (cli_is(&a, "--no-prefetch")) {
             o->no_prefetch = 1;
         } else if (cli_is(&a, "--bidir")) {
@@ -322,6 +325,17 @@ static int check_labels_present(const train_cli *o, const train_data *d)
                     o->opt.labels[l]);
             return 1;
         }
+    }
+    return 0;
+}
+
+/* As vxm register: a channel axis must be asked for (a 4-D array read by mistake trains a wrong model). */
+static int check_channels(const train_cli *o, const train_data *d)
+{
+    if (d->channels > 1 && !o->multichannel) {
+        fprintf(stderr, "vxm: %s: has %d channels; pass --multichannel for multi-channel input\n", d->path[0],
+                d->channels);
+        return 1;
     }
     return 0;
 }
@@ -671,7 +685,7 @@ static int train(const train_cli *op)
     int div = 1 << (o.opt.n_enc < 30 ? o.opt.n_enc : 30);
     const char *model_file = o.opt.resume ? o.opt.resume : o.opt.load_weights;
     if (train_data_load(ctx, &o.data, &d) || (model_file && check_model_file(ctx, model_file, &div)) ||
-        check_divisor(&o, &d, div) || check_labels_present(&o, &d) || make_dir(o.model_dir))
+        check_divisor(&o, &d, div) || check_labels_present(&o, &d) || check_channels(&o, &d) || make_dir(o.model_dir))
         goto done;
     /* 2. device and trainer */
     if (cli_open_backend(ctx, &o.dev, &be) ||
