@@ -102,5 +102,19 @@ int cmd_dice(int argc, char **argv);
 int cmd_test(int argc, char **argv); /* cmd_test.c: evaluate a model on pairs (VoxelMorph test.py) */
 int cmd_qc(int argc, char **argv);   /* cmd_qc.c: quality-control PNG */
 int cmd_train(int argc, char **argv); /* cmd_train.c: train a VxmDense model (VoxelMorph train.py) */
+int cmd_refine(int argc, char **argv); /* cmd_refine.c: instance-specific optimisation (train_instance.py) */
+
+/* ---- refinement (cmd_refine.c), shared with vxm register --refine ------------------------------------ */
+struct vxm_instance_options;
+/* Instance refinement of one pair: from model m's pre-integration field (a legacy Keras-graph model: from zero,
+ * with a note), or with m == NULL from the options' start (random, as train_instance.py).  Checks the pair (one
+ * line naming mpath / fpath), prints the loss before / after on stderr.  *moved (and *warp when warp != NULL)
+ * receive new volumes; 0 on success, else 1 after one error line. */
+int cli_refine(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_volume *mov, const vxm_volume *fix,
+               const char *mpath, const char *fpath, const struct vxm_instance_options *opt, vxm_volume **moved,
+               vxm_volume **warp);
+/* Option names {steps, lr, lambda, image loss} parsed into *o: 1 consumed, 0 not one of them, -1 bad value
+ * (message printed). */
+int cli_refine_option(cli_args *a, const char *const names[4], struct vxm_instance_options *o);
 
 #endif

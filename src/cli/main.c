@@ -14,6 +14,7 @@ static void usage(FILE *f)
                "  dice       Dice overlap per label between two label maps\n"
                "  test       evaluate a model on image pairs: Dice of warped segmentations, det J, timing\n"
                "  train      train a VoxelMorph (VxmDense) model on volumes (as VoxelMorph's train.py)\n"
+               "  refine     register one pair by optimising its velocity field directly (train_instance.py)\n"
                "  qc         quality-control PNG of a registration (slices, checkerboard, deformed grid)\n"
                "  devices    list the CPU backend and every OpenCL platform/device\n"
                "  info       print a model's architecture, parameter count and FLOPs\n"
@@ -27,6 +28,7 @@ static const struct {
 } commands[] = {
     {"register", cmd_register}, {"warp", cmd_warp}, {"dice", cmd_dice},       {"test", cmd_test},
     {"train", cmd_train},       {"qc", cmd_qc},     {"devices", cmd_devices}, {"info", cmd_info},
+    {"refine", cmd_refine},
 };
 
 int main(int argc, char **argv)

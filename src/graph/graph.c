@@ -113,6 +113,79 @@ int vxm_graph_add_conv(vxm_graph *g, int x, const char *layer, const int ksize[3
     return vxm_graph_add(g, &n);
 }
 
+/* A node of `op` reading `in0`, with its shape, channels and gradient flag. */
+static vxm_node node_from(const vxm_graph *g, vxm_op op, const char *name, int in0)
+{
+    vxm_node n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    snprintf(n.name, sizeof n.name, "%s", name);
+    n.in[0] = in0;
+    n.n_in = 1;
+    memcpy(n.shape, g->nodes[in0].shape, sizeof n.shape);
+    n.channels = g->nodes[in0].channels;
+    n.flags = g->nodes[in0].flags & VXM_NODE_GRAD;
+    return n;
+}
+
+static int add_scale(vxm_graph *g, int in, float s, const char *name)
+{
+    vxm_node n = node_from(g, VXM_OP_SCALE, name, in);
+    n.p.scale.s = s;
+    return vxm_graph_add(g, &n);
+}
+
+int vxm_graph_add_vecint_unrolled(vxm_graph *g, int v, int steps, const char *name)
+{
+    char nm[VXM_NODE_NAME_MAX];
+    snprintf(nm, sizeof nm, "%.80s_scale", name);
+    int w = add_scale(g, v, 1.0f / (float)(1 << steps), nm);
+    for (int s = 0; s < steps && w >= 0; s++) {
+        snprintf(nm, sizeof nm, "%.80s_%d", name, s);
+        vxm_node tr = node_from(g, VXM_OP_TRANSFORM, nm, w);
+        tr.in[1] = w;
+        tr.n_in = 2;
+        tr.p.transform.interp = VXM_INTERP_LINEAR;
+        int t = vxm_graph_add(g, &tr);
+        if (t < 0)
+            return -1;
+        vxm_node add = node_from(g, VXM_OP_ADD, nm, w);
+        add.in[1] = t;
+        add.n_in = 2;
+        w = vxm_graph_add(g, &add);
+    }
+    return w;
+}
+
+int vxm_graph_add_rescale(vxm_graph *g, int in, double f, vxm_resize_mapping map, const char *name)
+{
+    if (f == 1.0)
+        return in;
+    char nm[VXM_NODE_NAME_MAX];
+    snprintf(nm, sizeof nm, "%s_scale", name); /* truncated to the node name size */
+    int x = in;
+    if (f >= 1)
+        x = add_scale(g, x, (float)f, nm);
+    if (x < 0)
+        return -1;
+    snprintf(nm, sizeof nm, "%s_resize", name);
+    vxm_node n = node_from(g, VXM_OP_RESIZE, nm, x);
+    n.p.resize.map = map;
+    for (int d = 0; d < 3; d++) {
+        int on_axis = d >= 3 - g->ndim;
+        n.p.resize.factor[d] = on_axis ? (float)f : 1.0f;
+        n.shape[d] = on_axis ? (int)(n.shape[d] * f) : n.shape[d]; /* int(n * f): truncation, spec §6.1 */
+        if (n.shape[d] < 1)
+            n.shape[d] = 1;
+    }
+    x = vxm_graph_add(g, &n);
+    if (x >= 0 && f < 1) {
+        snprintf(nm, sizeof nm, "%s_scale", name);
+        x = add_scale(g, x, (float)f, nm);
+    }
+    return x;
+}
+
 double vxm_graph_conv_flops(const vxm_graph *g)
 {
     double total = 0;

@@ -136,6 +136,13 @@ int vxm_graph_add_param(vxm_graph *g, const char *layer, const char *kind, int r
  * the output shape follows TF SAME padding.  ksize/stride per axis (2-D: axis 0 is 1).  -1 when out of memory. */
 int vxm_graph_add_conv(vxm_graph *g, int x, const char *layer, const int ksize[3], const int stride[3], int cout,
                        int leaky, float alpha, const float *kernel, const float *bias);
+/* VecInt (spec §5) unrolled for training: w = v / 2^T, then T times w = w + transform(w, w), so that its backward
+ * is made of transform-backward (into the sampled field and into the locations) and add nodes (training doc §2.7).
+ * Node names start with `name`.  Returns the integrated field's node, or -1 when out of memory. */
+int vxm_graph_add_vecint_unrolled(vxm_graph *g, int v, int steps, const char *name);
+/* RescaleTransform(f) (spec §6.3) of field node `in`: f < 1 resize then scale, f >= 1 scale then resize; vectors
+ * scaled by f; output size int(n * f) on the image axes.  Returns `in` when f == 1, -1 when out of memory. */
+int vxm_graph_add_rescale(vxm_graph *g, int in, double f, vxm_resize_mapping map, const char *name);
 /* Sum of convolution FLOPs (2 per multiply-add) of the forward nodes. */
 double vxm_graph_conv_flops(const vxm_graph *g);
 const char *vxm_op_name(vxm_op op);

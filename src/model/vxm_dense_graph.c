@@ -125,33 +125,14 @@ static int add_scale(builder *b, int in, float s, const char *name)
     return push(b, &n);
 }
 
-/* RescaleTransform(f) (spec §6.3): f < 1 resize then scale, f >= 1 scale then resize; vectors scaled by f. */
+/* RescaleTransform(f) (spec §6.3; graph.c). */
 static int add_rescale(builder *b, int in, double f, vxm_resize_mapping map, const char *name)
 {
-    if (f == 1.0 || b->st)
+    if (b->st)
         return in;
-    char nm[VXM_NODE_NAME_MAX];
-    name_join(nm, name, "_scale");
-    int x = in;
-    if (f >= 1)
-        x = add_scale(b, x, (float)f, nm);
+    int x = vxm_graph_add_rescale(b->g, in, f, map, name);
     if (x < 0)
-        return -1;
-    name_join(nm, name, "_resize");
-    vxm_node n = node_like(b, VXM_OP_RESIZE, nm, x);
-    n.p.resize.map = map;
-    for (int d = 0; d < 3; d++) {
-        int on_axis = d >= 3 - b->ndim;
-        n.p.resize.factor[d] = on_axis ? (float)f : 1.0f;
-        n.shape[d] = on_axis ? (int)(n.shape[d] * f) : n.shape[d]; /* int(n * f): truncation, spec §6.1 */
-        if (n.shape[d] < 1)
-            n.shape[d] = 1;
-    }
-    x = push(b, &n);
-    if (x >= 0 && f < 1) {
-        name_join(nm, name, "_scale");
-        x = add_scale(b, x, (float)f, nm);
-    }
+        b->st = vxm_error(b->ctx, VXM_ENOMEM, b->m->path, "out of memory building the graph");
     return x;
 }
 
@@ -229,27 +210,14 @@ static int add_vecint(builder *b, int v, int steps, const char *name)
     return push(b, &vi);
 }
 
-/* VecInt unrolled for training: w = v / 2^T, then T times w = w + transform(w, w), so that its backward is made
- * of transform-backward (into the sampled field and into the locations) and add nodes (training doc §2.7). */
+/* VecInt unrolled for training (graph.c): differentiable scale / transform / add nodes. */
 static int add_vecint_unrolled(builder *b, int v, int steps, const char *name)
 {
-    char nm[VXM_NODE_NAME_MAX];
-    snprintf(nm, sizeof nm, "%.80s_scale", name);
-    int w = add_scale(b, v, 1.0f / (float)(1 << steps), nm);
-    for (int s = 0; s < steps && w >= 0; s++) {
-        snprintf(nm, sizeof nm, "%.80s_%d", name, s);
-        vxm_node tr = node_like(b, VXM_OP_TRANSFORM, nm, w);
-        tr.in[1] = w;
-        tr.n_in = 2;
-        tr.p.transform.interp = VXM_INTERP_LINEAR;
-        int t = push(b, &tr);
-        if (t < 0)
-            return -1;
-        vxm_node add = node_like(b, VXM_OP_ADD, nm, w);
-        add.in[1] = t;
-        add.n_in = 2;
-        w = push(b, &add);
-    }
+    if (b->st)
+        return -1;
+    int w = vxm_graph_add_vecint_unrolled(b->g, v, steps, name);
+    if (w < 0)
+        b->st = vxm_error(b->ctx, VXM_ENOMEM, b->m->path, "out of memory building the graph");
     return w;
 }
 
