@@ -116,5 +116,7 @@ int cli_refine(vxm_context *ctx, vxm_backend *be, const vxm_model *m, const vxm_
 /* Option names {steps, lr, lambda, image loss} parsed into *o: 1 consumed, 0 not one of them, -1 bad value
  * (message printed). */
 int cli_refine_option(cli_args *a, const char *const names[4], struct vxm_instance_options *o);
+/* Floats of the refinement field (half-resolution velocity) for images like v. */
+size_t cli_refine_field_numel(const vxm_volume *v, const struct vxm_instance_options *o);
 
 #endif

@@ -75,7 +75,7 @@ static int check_pair(const vxm_volume *mov, const vxm_volume *fix, const char *
 }
 
 /* Floats in the refinement field of a volume. */
-static size_t cli_refine_field_numel(const vxm_volume *v, const vxm_instance_options *o)
+size_t cli_refine_field_numel(const vxm_volume *v, const vxm_instance_options *o)
 {
     int f[3];
     vxm_instance_field_shape(v->ndim, v->shape, o->int_downsize, f);

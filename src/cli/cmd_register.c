@@ -29,10 +29,11 @@ static void usage(FILE *f)
             "  --qc OUT.png      also write a quality-control picture (see vxm qc --help)\n"
             "  --batch LIST      register many pairs with the model loaded once; LIST has one pair per line:\n"
             "                    MOVING FIXED MOVED [WARP]  (blank lines and lines starting with # are skipped)\n"
+            "  --model none      no network: register by --refine N steps from the identity (train_instance.py)\n"
             "  --refine N        then refine the result by N steps of instance-specific optimisation (VoxelMorph's\n"
             "                    train_instance.py, starting from the network's velocity field; see vxm refine)\n"
-            "  --refine-lr LR    its Adam learning rate (default 1e-4: from a network's field, 1e-3 first makes\n"
-            "                    the total loss rise for ~20 steps)\n"
+            "  --refine-lr LR    its Adam learning rate (default 1e-4 from a network's field, where 1e-3 first\n"
+            "                    makes the total loss rise for ~20 steps; 1e-3 with --model none)\n"
             "  --refine-lambda L its smoothness weight (default 0.01)\n"
             "  --refine-loss mse|ncc  its image loss (default mse)\n");
 }
@@ -52,9 +53,7 @@ static int parse(int argc, char **argv, reg_opts *o)
     o->tolerance = 1e-4;
     vxm_instance_options_default(&o->refine);
     o->refine.steps = 0;
-    /* from the network's field, train_instance.py's 1e-3 first trades smoothness for intensity match (the total
-     * loss rises for ~20 steps); 1e-4 decreases it from the first step */
-    o->refine.lr = 1e-4;
+    o->refine.lr = 0; /* default chosen after parsing (below) */
     static const char *const refine_names[4] = {"--refine", "--refine-lr", "--refine-lambda", "--refine-loss"};
     const cli_string_opt strings[] = {
         {"--model", &o->model}, {"--moving", &o->moving}, {"--fixed", &o->fixed}, {"--moved", &o->moved},
@@ -93,6 +92,15 @@ static int parse(int argc, char **argv, reg_opts *o)
         usage(stderr);
         return cli_usage_error("register: --model and either --moving, --fixed, --moved or --batch are required");
     }
+    /* from the network's field, train_instance.py's 1e-3 first trades smoothness for intensity match (the total
+     * loss rises for ~20 steps); 1e-4 decreases it from the first step.  From the identity (--model none), the
+     * script's 1e-3. */
+    if (o->refine.lr == 0)
+        o->refine.lr = strcmp(o->model, "none") ? 1e-4 : 1e-3;
+    if (!strcmp(o->model, "none") && o->refine.steps < 1)
+        return cli_usage_error("register: --model none registers by refinement alone: give --refine N");
+    if (!strcmp(o->model, "none") && o->check)
+        return cli_usage_error("register: --check compares a network on two devices: not with --model none");
     return 0;
 }
 
@@ -117,6 +125,8 @@ static int check_volumes(const reg_opts *o, const reg_job *j, const vxm_model *m
                 fix->shape[0], fix->shape[1], fix->shape[2], j->moving, mov->shape[0], mov->shape[1], mov->shape[2]);
         return 1;
     }
+    if (!m)
+        return 0; /* --model none: no network, no padding */
     int pshape[3];
     vxm_padded_shape(vxm_model_size_divisor(m), mov->ndim, mov->shape, pshape);
     if (memcmp(pshape, mov->shape, sizeof pshape))
@@ -177,13 +187,23 @@ static int register_one(vxm_context *ctx, vxm_backend *be, const vxm_model *m, c
         goto done;
     double t1 = cli_now_seconds();
     vxm_register_options ropt = {o->have_seed ? 0 : 1, o->seed, j->moving, j->fixed};
-    if (vxm_register(ctx, be, m, mov, fix, &ropt, &moved, (j->warp || j->qc) ? &warp : NULL)) {
+    if (m && vxm_register(ctx, be, m, mov, fix, &ropt, &moved, (j->warp || j->qc) ? &warp : NULL)) {
         rc = cli_fail(ctx);
         goto done;
     }
     if (o->refine.steps > 0) {
         vxm_volume *rmoved = NULL, *rwarp = NULL;
-        if ((rc = cli_refine(ctx, be, m, mov, fix, j->moving, j->fixed, &o->refine, &rmoved, &rwarp)))
+        vxm_instance_options ro = o->refine;
+        float *zero = NULL; /* --model none: refine from the identity */
+        if (!m && !(zero = calloc(cli_refine_field_numel(mov, &ro), sizeof(float)))) {
+            fprintf(stderr, "vxm: out of memory\n");
+            goto done;
+        }
+        if (zero)
+            ro.init_field = zero;
+        rc = cli_refine(ctx, be, m, mov, fix, j->moving, j->fixed, &ro, &rmoved, &rwarp);
+        free(zero);
+        if (rc)
             goto done;
         vxm_volume_free(moved);
         vxm_volume_free(warp);
@@ -267,7 +287,8 @@ int cmd_register(int argc, char **argv)
         return 1;
     }
     double t0 = cli_now_seconds();
-    if (vxm_model_load(ctx, o.model, &m) || cli_open_backend(ctx, &o.dev, &be)) {
+    int no_model = !strcmp(o.model, "none"); /* instance optimisation only (train_instance.py) */
+    if ((!no_model && vxm_model_load(ctx, o.model, &m)) || cli_open_backend(ctx, &o.dev, &be)) {
         rc = cli_fail(ctx);
     } else if (o.batch) {
         printf("device: %s (model and device set up in %.2f s)\n", vxm_backend_describe(be), cli_now_seconds() - t0);
