@@ -186,6 +186,27 @@ int vxm_graph_add_rescale(vxm_graph *g, int in, double f, vxm_resize_mapping map
     return x;
 }
 
+int vxm_graph_add_loss(vxm_graph *g, vxm_op op, const char *name, int a, int b, double factor, double weight)
+{
+    vxm_node n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    snprintf(n.name, sizeof n.name, "loss_%s", name);
+    n.in[0] = a;
+    n.in[1] = b;
+    n.n_in = b >= 0 ? 2 : 1;
+    n.shape[0] = n.shape[1] = n.shape[2] = n.channels = 1;
+    n.flags = VXM_NODE_LOSS | VXM_NODE_OUTPUT;
+    n.p.loss.kind = op;
+    n.p.loss.ndim = g->ndim;
+    n.p.loss.factor = factor;
+    n.p.loss.weight = weight;
+    n.p.loss.eps = 1e-5f; /* NCC eps (training doc §2.1) */
+    for (int d = 0; d < 3; d++)
+        n.p.loss.win[d] = d >= 3 - g->ndim ? 9 : 1; /* NCC window 9 on the image axes */
+    return vxm_graph_add(g, &n);
+}
+
 double vxm_graph_conv_flops(const vxm_graph *g)
 {
     double total = 0;

@@ -143,6 +143,9 @@ int vxm_graph_add_vecint_unrolled(vxm_graph *g, int v, int steps, const char *na
 /* RescaleTransform(f) (spec §6.3) of field node `in`: f < 1 resize then scale, f >= 1 scale then resize; vectors
  * scaled by f; output size int(n * f) on the image axes.  Returns `in` when f == 1, -1 when out of memory. */
 int vxm_graph_add_rescale(vxm_graph *g, int in, double f, vxm_resize_mapping map, const char *name);
+/* Appends a loss node (flags loss + output) on node a (and b, or -1): its value is the per-sample loss before
+ * factor and weight; NCC window 9 on the image axes, eps 1e-5 (training doc §2.1).  -1 when out of memory. */
+int vxm_graph_add_loss(vxm_graph *g, vxm_op op, const char *name, int a, int b, double factor, double weight);
 /* Sum of convolution FLOPs (2 per multiply-add) of the forward nodes. */
 double vxm_graph_conv_flops(const vxm_graph *g);
 const char *vxm_op_name(vxm_op op);

@@ -62,25 +62,6 @@ static vxm_node leaf_or_op(vxm_op op, const char *name, const int shape[3], int 
     return n;
 }
 
-/* A loss node as the trainer makes them: value before factor and weight (graph.h). */
-static int add_loss(vxm_instance *t, vxm_op op, const char *name, int a, int b, double factor, double weight)
-{
-    int one[3] = {1, 1, 1};
-    vxm_node n = leaf_or_op(op, name, one, 1);
-    n.in[0] = a;
-    n.in[1] = b;
-    n.n_in = b >= 0 ? 2 : 1;
-    n.flags = VXM_NODE_LOSS | VXM_NODE_OUTPUT;
-    n.p.loss.kind = op;
-    n.p.loss.ndim = t->ndim;
-    n.p.loss.factor = factor;
-    n.p.loss.weight = weight;
-    n.p.loss.eps = 1e-5f; /* NCC eps (training doc §2.1) */
-    for (int d = 0; d < 3; d++)
-        n.p.loss.win[d] = d >= 3 - t->ndim ? 9 : 1;
-    return vxm_graph_add(t->g, &n);
-}
-
 /* The forward graph and its losses (training doc §7); -1 somewhere means out of memory. */
 static vxm_status build_graph(vxm_instance *t)
 {
@@ -136,14 +117,13 @@ static vxm_status build_graph(vxm_instance *t)
     g->out_warp = warp;
     g->out_moved = moved;
     /* train_instance.py: [MSE(sigma) or NCC(win 9) vs fixed, weight 1; Grad('l2', loss_mult=int_downsize), lambda] */
+    double sigma2 = o->image_sigma * o->image_sigma;
     if (o->image_loss == VXM_LOSS_NCC)
-        t->loss_img = add_loss(t, VXM_OP_LOSS_NCC, "loss_ncc", trg, moved, 1.0, 1.0);
+        t->loss_img = vxm_graph_add_loss(g, VXM_OP_LOSS_NCC, "ncc", trg, moved, 1.0, 1.0);
     else
-        t->loss_img = add_loss(t, VXM_OP_LOSS_MSE, "loss_mse", trg, moved, 1.0 / (o->image_sigma * o->image_sigma),
-                               1.0);
-    t->loss_reg = t->loss_img < 0 ? -1
-                                  : add_loss(t, VXM_OP_LOSS_GRAD, "loss_grad", preint, -1,
-                                             (double)(o->int_downsize > 1 ? o->int_downsize : 1), o->lambda);
+        t->loss_img = vxm_graph_add_loss(g, VXM_OP_LOSS_MSE, "mse", trg, moved, 1.0 / sigma2, 1.0);
+    double mult = o->int_downsize > 1 ? o->int_downsize : 1;
+    t->loss_reg = t->loss_img < 0 ? -1 : vxm_graph_add_loss(g, VXM_OP_LOSS_GRAD, "grad", preint, -1, mult, o->lambda);
     if (t->loss_reg < 0)
         return vxm_error(t->ctx, VXM_ENOMEM, "refine", "out of memory");
     return vxm_graph_build_backward(t->ctx, g);

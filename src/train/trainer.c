@@ -93,24 +93,8 @@ static vxm_status make_model(vxm_trainer *t, int ndim, const int shape[3], int s
 
 static int add_loss(vxm_trainer *t, vxm_op op, const char *name, int a, int b, double factor, double weight)
 {
-    vxm_node n;
-    memset(&n, 0, sizeof n);
-    n.op = op;
-    snprintf(n.name, sizeof n.name, "loss_%s", name);
-    n.in[0] = a;
-    n.in[1] = b;
-    n.n_in = b >= 0 ? 2 : 1;
-    n.shape[0] = n.shape[1] = n.shape[2] = n.channels = 1;
-    n.flags = VXM_NODE_LOSS | VXM_NODE_OUTPUT;
-    n.p.loss.kind = op;
-    n.p.loss.ndim = t->ndim;
-    n.p.loss.factor = factor;
-    n.p.loss.weight = weight;
-    n.p.loss.eps = 1e-5f; /* NCC eps (training doc §2.1) */
-    for (int d = 0; d < 3; d++)
-        n.p.loss.win[d] = d >= 3 - t->ndim ? 9 : 1; /* NCC window 9 on the image axes */
     int k = t->names.n;
-    int i = vxm_graph_add(t->g, &n);
+    int i = vxm_graph_add_loss(t->g, op, name, a, b, factor, weight);
     if (i >= 0) {
         t->loss_node[k] = i;
         t->names.name[k] = name;
