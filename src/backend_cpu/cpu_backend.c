@@ -54,7 +54,12 @@ vxm_status cpu_check_same(vxm_backend *be, const vxm_tensor *a, const vxm_tensor
 static vxm_status cpu_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out)
 {
     *out = NULL;
-    vxm_buffer *b = malloc(sizeof *b);
+    vxm_buffer *b = cpu_pool_take(be->impl, nfloats);
+    if (b) {
+        *out = b;
+        return VXM_OK;
+    }
+    b = malloc(sizeof *b);
     if (!b)
         return cpu_nomem(be, sizeof *b);
     b->data = cpu_alloc_floats(nfloats);
@@ -69,11 +74,8 @@ static vxm_status cpu_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer *
 
 static void cpu_buffer_free(vxm_backend *be, vxm_buffer *buf)
 {
-    (void)be;
-    if (buf) {
-        free(buf->data);
-        free(buf);
-    }
+    if (buf)
+        cpu_pool_give(be->impl, buf);
 }
 
 static vxm_status cpu_buffer_write(vxm_backend *be, vxm_buffer *dst, const float *src, size_t nfloats)
@@ -286,6 +288,7 @@ static vxm_status cpu_concat(vxm_backend *be, const vxm_tensor *a, const vxm_ten
 
 static void cpu_destroy(vxm_backend *be)
 {
+    cpu_pool_destroy(be->impl);
     free(be);
 }
 
@@ -355,7 +358,7 @@ vxm_status vxm_backend_cpu_create(vxm_context *ctx, vxm_backend **out)
         return vxm_error(ctx, VXM_ENOMEM, "cpu", "cannot allocate %zu MB", (size_t)1);
     be->ops = &cpu_ops;
     be->ctx = ctx;
-    be->impl = NULL;
+    be->impl = cpu_pool_create(); /* NULL (out of memory) only disables the pool */
     be->is_gpu = 0;
     snprintf(be->spec, sizeof be->spec, "cpu");
     int nt = vxm_context_effective_threads(ctx);

@@ -22,6 +22,15 @@ static inline int cpu_threads(const vxm_backend *be)
     return vxm_context_effective_threads(be->ctx);
 }
 
+/* The backend's pool of freed large buffers (cpu_pool.c), held in be->impl. */
+typedef struct cpu_pool cpu_pool;
+cpu_pool *cpu_pool_create(void);
+void cpu_pool_destroy(cpu_pool *p);
+/* A pooled buffer holding at least nfloats (wasting at most 1/16 of it); a miss releases pooled buffers, or NULL. */
+vxm_buffer *cpu_pool_take(cpu_pool *p, size_t nfloats);
+/* Keeps b for reuse (or frees it: small, over the cap). */
+void cpu_pool_give(cpu_pool *p, vxm_buffer *b);
+
 /* Work below this many output floats runs on one thread (thread start-up would dominate). */
 #define CPU_PAR_MIN 32768
 

@@ -244,6 +244,32 @@ static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
     return vxm_error(be->ctx, VXM_EINVAL, be->spec, "unknown op in node %s", n->name);
 }
 
+/* Element-wise ops whose backends allow the output to alias an input (backend.h): the input whose buffer node i
+ * may take over, or -1.  Taking over a dying input's buffer (ggml's in-place ops) saves an allocation -- page
+ * faults on every step for the large full-resolution gradients -- and a tensor's worth of memory. */
+static int inplace_source(const vxm_exec *ex, int i)
+{
+    const vxm_node *n = &ex->g->nodes[i];
+    int cand[2] = {-1, -1};
+    switch (n->op) {
+    case VXM_OP_LEAKY_BACK: cand[0] = n->in[1]; break; /* dx may be dy */
+    case VXM_OP_ADD: cand[0] = n->in[0], cand[1] = n->in[1]; break;
+    case VXM_OP_SCALE:
+    case VXM_OP_LEAKY: cand[0] = n->in[0]; break;
+    default: return -1;
+    }
+    for (int k = 0; k < 2; k++) {
+        int s = cand[k];
+        if (s < 0 || ex->last_use[s] != i || is_kept(ex->g, s) || !ex->t[s].buf ||
+            vxm_node_numel(&ex->g->nodes[s]) != vxm_node_numel(n) || ex->g->nodes[s].op == VXM_OP_INPUT)
+            continue;
+        if (n->op == VXM_OP_ADD && n->in[0] == n->in[1])
+            continue; /* the same tensor twice: released once below */
+        return s;
+    }
+    return -1;
+}
+
 vxm_status vxm_exec_step(vxm_exec *ex, int i)
 {
     const vxm_node *n = &ex->g->nodes[i];
@@ -252,10 +278,20 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
     if (n->op == VXM_OP_NOISE && ex->deterministic)
         return VXM_OK; /* mean mode: the sampling node ignores its noise */
     double t0 = ex->seconds ? now_seconds() : 0;
-    vxm_status st = vxm_tensor_alloc(ex->be, n->shape, n->channels, &ex->t[i]);
+    vxm_status st = VXM_OK;
+    int src = inplace_source(ex, i);
+    if (src >= 0) { /* the output shares the dying input's buffer, which the input then gives up (below) */
+        memcpy(ex->t[i].shape, n->shape, sizeof n->shape);
+        ex->t[i].channels = n->channels;
+        ex->t[i].buf = ex->t[src].buf;
+    } else {
+        st = vxm_tensor_alloc(ex->be, n->shape, n->channels, &ex->t[i]);
+    }
     if (st)
         return st;
     st = run_node(ex, i, &ex->t[i]);
+    if (src >= 0)
+        ex->t[src].buf = NULL; /* owned by node i now */
     if (!st && ex->seconds) {
         /* profiling waits for the device after every node so that each gets its own time */
         st = ex->be->ops->finish(ex->be);
