@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/rng.h"
 #include "cli/train_data.h"
 
 void train_data_shape_str(int ndim, const int shape[3], char *buf, size_t n)
@@ -245,13 +246,11 @@ done:
     return rc;
 }
 
-/* splitmix64 (Steele, Lea, Flood 2014): the state advances by the golden-ratio increment. */
 static uint64_t splitmix64(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    unsigned long long st = *state, r = vxm_rng_next(&st); /* the library's generator (core/rng.h) */
+    *state = st;
+    return r;
 }
 
 /* Uniform integer in [0, n): rejection of the top partial block keeps it unbiased (np.random.randint). */

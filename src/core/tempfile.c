@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/rng.h"
 #include "core/tempfile.h"
 
 /* Creates "<dir>/.<base>.tmpXXXXXX" exclusively (mode 0666 minus umask, like any new file).  On success
@@ -27,14 +28,11 @@ vxm_status vxm_temp_create(vxm_context *ctx, const char *path, char **tmp, int *
         return vxm_error(ctx, VXM_ENOMEM, path, "out of memory");
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t seed = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
+    unsigned long long seed = ((uint64_t)getpid() << 32) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
                     (uint64_t)(uintptr_t)&ts;
     for (int attempt = 0; attempt < 100; attempt++) {
         char rnd[7];
-        uint64_t z = (seed += 0x9e3779b97f4a7c15ull); /* splitmix64 */
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-        z ^= z >> 31;
+        unsigned long long z = vxm_rng_next(&seed);
         for (int i = 0; i < 6; i++, z /= 36)
             rnd[i] = alphabet[z % 36];
         rnd[6] = '\0';
