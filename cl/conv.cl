@@ -13,6 +13,11 @@
  * Work-items of one work-group share the same weight block (uniform loads on GPUs, L1/L2 reuse on CPUs).  Nothing
  * is materialised besides the packed weights (no im2col), so any layer that fits in memory runs.
  *
+ * Long reductions are cut into input-channel ranges [cbeg, cbeg + clen), one launch each, in order (cl_conv.c): a
+ * launch with `first` = 0 resumes from the raw sums the previous one stored in y, and only the `last` adds the bias
+ * and the activation: still one fma chain per output, channel ranges outermost (for 1x1x1 kernels the very chain of
+ * a single launch).
+ *
  * Accumulation uses fma() (exact fused multiply-add, never the reduced-precision mad()); the bias is added after
  * the sum over taps, as TF does (conv, then bias_add). */
 
@@ -57,7 +62,8 @@ __kernel void vxm_conv_pack(__global const float *w, __global const float *b, __
 #define VXM_CONV_KERNEL(NAME, VT, W, NV, VX, VLOAD, VSTORE)                                                          \
     __kernel void NAME(__global const float *x, __global const float *wp, __global float *y, int n0, int n1, int n2, \
                        int cin, int m1, int m2, int cout, int coutp, int k0, int k1, int k2, int s0, int s1, int s2, \
-                       int p0, int p1, int p2, int leaky, float alpha, uint nvg, int merge)                          \
+                       int p0, int p1, int p2, int leaky, float alpha, uint nvg, int merge, int cbeg, int clen,      \
+                       int first, int last)                                                                          \
     {                                                                                                                \
         uint vg = get_global_id(0);                                                                                  \
         if (vg >= nvg)                                                                                               \
@@ -72,6 +78,24 @@ __kernel void vxm_conv_pack(__global const float *w, __global const float *b, __
         __global const float *zero = wp + ktot + (ulong)coutp;                                                       \
         VT acc[VX * NV];                                                                                             \
         VXM_UNROLL for (int q = 0; q < VX * NV; q++) acc[q] = (VT)(0.0f);                                            \
+        if (!first) /* continue the sums of the previous input-channel range (raw, stored by that launch) */         \
+            VXM_UNROLL for (int v = 0; v < VX; v++) {                                                                \
+                if (ok + v < m2) {                                                                                   \
+                    __global const float *yp = y + ((((ulong)oi * (ulong)m1 + (ulong)oj) * (ulong)m2 +               \
+                                                      (ulong)(ok + v)) * (ulong)cout + (ulong)co0);                  \
+                    VXM_UNROLL for (int n = 0; n < NV; n++) {                                                        \
+                        int c0 = co0 + n * W;                                                                        \
+                        if (c0 + W <= cout) {                                                                        \
+                            acc[v * NV + n] = VLOAD(n, yp);                                                          \
+                        } else {                                                                                     \
+                            float tmp[W];                                                                            \
+                            for (int j = 0; j < W; j++)                                                              \
+                                tmp[j] = c0 + j < cout ? yp[n * W + j] : 0.0f;                                       \
+                            acc[v * NV + n] = VLOAD(0, tmp);                                                         \
+                        }                                                                                            \
+                    }                                                                                                \
+                }                                                                                                    \
+            }                                                                                                        \
         int i0 = oi * s0 - p0, j0 = oj * s1 - p1, kb = ok * s2 - p2;                                                 \
         for (int a = 0; a < k0; a++) {                                                                               \
             int ii = i0 + a;                                                                                         \
@@ -89,14 +113,15 @@ __kernel void vxm_conv_pack(__global const float *w, __global const float *b, __
                  * out-of-range taps reading the zero row.  `merge` = 0 keeps Cin-long segments everywhere (uniform  \
                  * trip counts: Mesa rusticl/llvmpipe 22.3 miscompiles the divergent ones). */                       \
                 int inner = merge && kb >= 0 && kb + (VX - 1) * s2 + k2 <= n2;                                       \
-                int nseg = inner ? 1 : k2, seglen = inner ? k2 * cin : cin;                                          \
+                int nseg = inner ? 1 : k2, seglen = inner ? k2 * cin : clen;                                         \
                 for (int c = 0; c < nseg; c++) {                                                                     \
                     __global const float *xp[VX];                                                                    \
                     VXM_UNROLL for (int v = 0; v < VX; v++) {                                                        \
                         int kk = kb + v * s2 + c;                                                                    \
-                        xp[v] = (kk >= 0 && kk < n2) ? x + (row + (ulong)kk) * (ulong)cin : zero;                    \
+                        xp[v] = (kk >= 0 && kk < n2) ? x + (row + (ulong)kk) * (ulong)cin + (ulong)cbeg : zero;      \
                     }                                                                                                \
-                    VXM_CONV_TAPS(seglen, wab + (ulong)c * (ulong)cin * (ulong)coutp, VT, NV, VX, VLOAD)             \
+                    VXM_CONV_TAPS(seglen, wab + ((ulong)c * (ulong)cin + (ulong)cbeg) * (ulong)coutp, VT, NV, VX,    \
+                                  VLOAD)                                                                             \
                 }                                                                                                    \
             }                                                                                                        \
         }                                                                                                            \
@@ -107,8 +132,8 @@ __kernel void vxm_conv_pack(__global const float *w, __global const float *b, __
                 __global float *yp = y + ((((ulong)oi * (ulong)m1 + (ulong)oj) * (ulong)m2 + (ulong)(ok + v)) *      \
                                           (ulong)cout + (ulong)co0);                                                 \
                 VXM_UNROLL for (int n = 0; n < NV; n++) {                                                            \
-                    VT o = acc[v * NV + n] + bias[n];                                                                \
-                    if (leaky)                                                                                       \
+                    VT o = last ? acc[v * NV + n] + bias[n] : acc[v * NV + n];                                       \
+                    if (leaky && last)                                                                               \
                         o = select(alpha * o, o, o > (VT)(0.0f));                                                    \
                     int c0 = co0 + n * W;                                                                            \
                     if (c0 + W <= cout) {                                                                            \

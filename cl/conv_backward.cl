@@ -45,12 +45,15 @@ __kernel void vxm_conv_dilate(__global const float *dy, __global float *dd, int 
  * input channels x W output channels (one vector VT) per work-item, weight block
  * blk = ((tap row (a, b) * ntg + tap group) * ncib + cib) * ncob + cob (taps past k2 are skipped):
  *   part[chunk][(tap, ci, co)] = sum over output voxels o of the chunk, in order, of x[o*s - p + tap, ci] * dy[o, co]
- * (x is 0 in the padding).  Every work-item runs `chunk` iterations (uniform trip counts); voxels past the end and
- * padding taps contribute nothing.  Partial channel blocks (Cin, Cout not multiples of the block) load zeros. */
+ * (x is 0 in the padding).  Every work-item runs the same voxels [qbeg, qbeg + qlen) of its chunk (uniform trip
+ * counts); voxels past the end and padding taps contribute nothing.  A chunk is one launch, or several in order where
+ * the loop budget is short (cl_conv_backward.c): `first` = 0 resumes from the partial the previous launch stored, so
+ * the sums are the same either way.  Partial channel blocks (Cin, Cout not multiples of the block) load zeros. */
 #define VXM_FILTER_PARTIAL_KERNEL(NAME, CIB, VT, W, VLOAD, VSTORE)                                                   \
     __kernel void NAME(__global const float *x, __global const float *dy, __global float *part, int n0, int n1,      \
                        int n2, int cin, int m1, int m2, int cout, int k1, int k2, int s0, int s1, int s2, int p0,    \
-                       int p1, int p2, uint nvox, uint chunk, uint nblk, int ntg, int ncib, int ncob, uint nw)       \
+                       int p1, int p2, uint nvox, uint chunk, uint nblk, int ntg, int ncib, int ncob, uint nw,       \
+                       uint qbeg, uint qlen, int first)                                                              \
     {                                                                                                                \
         uint blk = get_global_id(0);                                                                                 \
         if (blk >= nblk)                                                                                             \
@@ -64,12 +67,23 @@ __kernel void vxm_conv_dilate(__global const float *dy, __global float *dd, int 
         int ci0 = cib * (CIB), co0 = cob * (W);                                                                      \
         int nci = min((CIB), cin - ci0);                                                                             \
         int full_ci = nci == (CIB), full_co = co0 + (W) <= cout;                                                     \
+        /* the partial of this chunk is laid out like dw, (k0,k1,k2,Cin,Cout), nw floats */                          \
+        __global float *pp = part + (ulong)ch * (ulong)nw +                                                          \
+                             ((ulong)(ab * k2 + c) * (ulong)cin + (ulong)ci0) * (ulong)cout + (ulong)co0;            \
         VT acc[VXM_FB_KT * (CIB)];                                                                                   \
-        VXM_UNROLL for (int j = 0; j < VXM_FB_KT * (CIB); j++) acc[j] = (VT)(0.0f);                                  \
-        uint o = ch * chunk;                                                                                         \
+        for (int q = 0; q < VXM_FB_KT * (CIB); q++) {                                                                \
+            int e = q / (CIB), j = q % (CIB);                                                                        \
+            float r[W];                                                                                              \
+            for (int n = 0; n < (W); n++) /* resume the sums of the chunk's previous voxels */                       \
+                r[n] = !first && c + e < k2 && j < nci && co0 + n < cout                                             \
+                           ? pp[((ulong)e * (ulong)cin + (ulong)j) * (ulong)cout + (ulong)n]                         \
+                           : 0.0f;                                                                                   \
+            acc[q] = VLOAD(0, r);                                                                                    \
+        }                                                                                                            \
+        uint o = ch * chunk + qbeg;                                                                                  \
         int o0, o1, o2;                                                                                              \
         vxm_unravel(o, m1, m2, &o0, &o1, &o2);                                                                       \
-        for (uint q = 0; q < chunk; q++, o++) {                                                                      \
+        for (uint q = 0; q < qlen; q++, o++) {                                                                       \
             int ii = o0 * s0 - p0 + a, jj = o1 * s1 - p1 + b, kk = o2 * s2 - p2 + c;                                 \
             if (o < nvox && ii >= 0 && ii < n0 && jj >= 0 && jj < n1) {                                              \
                 __global const float *xr =                                                                           \
@@ -105,9 +119,6 @@ __kernel void vxm_conv_dilate(__global const float *dy, __global float *dd, int 
                 }                                                                                                    \
             }                                                                                                        \
         }                                                                                                            \
-        /* the partial of this chunk is laid out like dw, (k0,k1,k2,Cin,Cout), nw floats */                          \
-        __global float *pp = part + (ulong)ch * (ulong)nw +                                                          \
-                             ((ulong)(ab * k2 + c) * (ulong)cin + (ulong)ci0) * (ulong)cout + (ulong)co0;            \
         for (int q = 0; q < VXM_FB_KT * (CIB); q++) {                                                                \
             int e = q / (CIB), j = q % (CIB);                                                                        \
             float r[W];                                                                                              \

@@ -1,6 +1,22 @@
 /* Convolution on the OpenCL backend: pack weights + bias (+ a row of zeros for padding taps) into a scratch buffer
  * with Cout padded to the channel block, then run the register-blocked direct kernel of cl/conv.cl. */
 #include "backend_opencl/cl_internal.h"
+#include "backend_opencl/cl_loop_budget.h"
+
+/* Products (tap x input channel) summed by one work-item per launch, longer reductions being cut into input-channel
+ * ranges (cl/conv.cl).  On llvmpipe the bound is the loop budget (cl_loop_budget.h) over 4 + 3 VX NV iterations
+ * per product (measured: 3 + 2 VX + NV VX, VX voxels x NV vectors per work-item); without the cut a 3x3x3 conv
+ * with 96 inputs or the data gradient of a 128 -> 55296 Dense layer (HyperMorph, training doc §5) lost part of its
+ * sums there.  Elsewhere VXM_CONV_KMAX bounds one work-item's run time (and puts wide Dense layers on the same
+ * path on every device). */
+enum { VXM_CONV_KMAX = 16384 };
+
+static size_t products_per_launch(const vxm_cl *cl, int vx, int cob)
+{
+    unsigned budget = vxm_cl_loop_budget(cl);
+    int nv = cob > 16 ? cob / 16 : 1;
+    return budget ? budget / (unsigned)(4 + 3 * vx * nv) : VXM_CONV_KMAX;
+}
 
 /* Kernel variant for a channel block `cob` (4, 8, 16, 32) and `vx` voxels per work-item (1, 4, 8). */
 static vxm_cl_kid conv_kernel(int cob, int vx)
@@ -82,29 +98,43 @@ vxm_status vxm_cl_conv(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w
     vxm_cl_kid kid = conv_kernel(cob, vx);
     size_t nvg = (size_t)y->shape[0] * (size_t)y->shape[1] * (size_t)((y->shape[2] + vx - 1) / vx);
 
-    vxm_cl_args_begin(&a, cl, kid);
-    vxm_cl_arg_mem(&a, x->buf->mem);
-    vxm_cl_arg_mem(&a, wp);
-    vxm_cl_arg_mem(&a, y->buf->mem);
-    vxm_cl_arg_int(&a, x->shape[0]);
-    vxm_cl_arg_int(&a, x->shape[1]);
-    vxm_cl_arg_int(&a, x->shape[2]);
-    vxm_cl_arg_int(&a, cin);
-    vxm_cl_arg_int(&a, y->shape[1]);
-    vxm_cl_arg_int(&a, y->shape[2]);
-    vxm_cl_arg_int(&a, cout);
-    vxm_cl_arg_int(&a, coutp);
-    for (int d = 0; d < 3; d++)
-        vxm_cl_arg_int(&a, p->ksize[d]);
-    for (int d = 0; d < 3; d++)
-        vxm_cl_arg_int(&a, p->stride[d]);
-    for (int d = 0; d < 3; d++)
-        vxm_cl_arg_int(&a, p->pad_lo[d]);
-    vxm_cl_arg_int(&a, p->leaky != 0);
-    vxm_cl_arg_float(&a, p->alpha);
-    vxm_cl_arg_uint(&a, (unsigned)nvg);
-    vxm_cl_arg_int(&a, cl->conv_merge);
-    if ((st = vxm_cl_args_done(be, &a, kid)))
-        return st;
-    return vxm_cl_launch2(be, kid, nvg, (size_t)(coutp / cob));
+    /* Input channels per launch: all, or ranges of about equal size keeping ktaps x range <= the bound. */
+    size_t kmax = products_per_launch(cl, vx, cob);
+    int per = (int)(kmax / ktaps > 0 ? kmax / ktaps : 1), nsplit = 1, crange = cin;
+    if (crange > per) {
+        nsplit = (cin + per - 1) / per;
+        crange = (cin + nsplit - 1) / nsplit;
+        nsplit = (cin + crange - 1) / crange;
+    }
+    for (int r = 0; r < nsplit; r++) {
+        vxm_cl_args_begin(&a, cl, kid);
+        vxm_cl_arg_mem(&a, x->buf->mem);
+        vxm_cl_arg_mem(&a, wp);
+        vxm_cl_arg_mem(&a, y->buf->mem);
+        vxm_cl_arg_int(&a, x->shape[0]);
+        vxm_cl_arg_int(&a, x->shape[1]);
+        vxm_cl_arg_int(&a, x->shape[2]);
+        vxm_cl_arg_int(&a, cin);
+        vxm_cl_arg_int(&a, y->shape[1]);
+        vxm_cl_arg_int(&a, y->shape[2]);
+        vxm_cl_arg_int(&a, cout);
+        vxm_cl_arg_int(&a, coutp);
+        for (int d = 0; d < 3; d++)
+            vxm_cl_arg_int(&a, p->ksize[d]);
+        for (int d = 0; d < 3; d++)
+            vxm_cl_arg_int(&a, p->stride[d]);
+        for (int d = 0; d < 3; d++)
+            vxm_cl_arg_int(&a, p->pad_lo[d]);
+        vxm_cl_arg_int(&a, p->leaky != 0);
+        vxm_cl_arg_float(&a, p->alpha);
+        vxm_cl_arg_uint(&a, (unsigned)nvg);
+        vxm_cl_arg_int(&a, cl->conv_merge && nsplit == 1); /* merged runs span all channels */
+        vxm_cl_arg_int(&a, r * crange);
+        vxm_cl_arg_int(&a, r < nsplit - 1 ? crange : cin - r * crange);
+        vxm_cl_arg_int(&a, r == 0);
+        vxm_cl_arg_int(&a, r == nsplit - 1);
+        if ((st = vxm_cl_args_done(be, &a, kid)) || (st = vxm_cl_launch2(be, kid, nvg, (size_t)(coutp / cob))))
+            return st;
+    }
+    return VXM_OK;
 }
