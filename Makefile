@@ -25,7 +25,7 @@ CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) $(ARCH_FL
 LDLIBS  += -lOpenCL -lnifti2 -lznz $(PKG_LIBS) -lz -lm -fopenmp
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/backend_cpu/*.c src/backend_opencl/*.c src/io/*.c \
-                             src/model/*.c src/graph/*.c src/eval/*.c src/train/*.c))
+                             src/model/*.c src/graph/*.c src/eval/*.c src/train/*.c src/synth/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 CL_SRC  := $(sort $(wildcard cl/*.cl))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))

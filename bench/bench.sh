@@ -79,3 +79,5 @@ else
     echo
     echo "(no Python with torch found: set TORCH_PYTHON, or apt-get install python3-torch, for the PyTorch reference)"
 fi
+echo
+bash bench/synthmorph_bench.sh

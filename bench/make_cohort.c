@@ -14,7 +14,8 @@
  * teNNN_... and test_pairs.txt for the held-out pairs; names take --img-prefix DIR/ --img-suffix _img.nii.gz
  * (images) and --seg-suffix _seg.nii.gz (label maps).
  *   make_cohort --scan S.npz --labels L.npz --out DIR [--train N] [--test M] [--3d] [--factor F]
- *               [--shape [D] H W] [--amp MM] [--min-voxels V] [--seed S] */
+ *               [--shape [D] H W] [--amp MM] [--min-voxels V] [--seed S] [--invert-fixed]
+ * --invert-fixed writes every fixed image as 1 - x (contrast-inverted: SynthMorph's test of contrast invariance). */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -47,6 +48,7 @@ typedef struct options {
     int ntrain, ntest, three_d, factor, shape[3], have_shape, min_voxels;
     double amp_mm;
     uint64_t seed;
+    int invert_fixed; /* --invert-fixed: fixed images get 1 - x (a contrast the moving images never have) */
 } options;
 
 /* The base image and label map: slice or volume, downsampled, cropped/padded; labels filtered. */
@@ -254,6 +256,9 @@ static int subject(vxm_context *ctx, vxm_backend *be, rng *r, const base *b, con
     if (!rc) {
         *fold = js.nonpositive;
         intensity(r, img);
+        if (o->invert_fixed && strstr(name, "_fix"))
+            for (size_t i = 0; i < vxm_volume_numel(img); i++)
+                img->data[i] = 1.0f - img->data[i];
         snprintf(path, sizeof path, "%s/%s_img.nii.gz", o->out, name);
         rc = vxm_volume_write(ctx, path, img, NULL);
     }
@@ -300,7 +305,7 @@ static int pairs(vxm_context *ctx, vxm_backend *be, rng *r, const base *b, const
 
 static int parse(int argc, char **argv, options *o)
 {
-    *o = (options){NULL, NULL, NULL, 8, 4, 0, 2, {0, 0, 0}, 0, 16, 6.0, 1};
+    *o = (options){NULL, NULL, NULL, 8, 4, 0, 2, {0, 0, 0}, 0, 16, 6.0, 1, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -314,6 +319,8 @@ static int parse(int argc, char **argv, options *o)
             o->ntrain = atoi(argv[++i]);
         else if (!strcmp(a, "--test") && more)
             o->ntest = atoi(argv[++i]);
+        else if (!strcmp(a, "--invert-fixed"))
+            o->invert_fixed = 1;
         else if (!strcmp(a, "--3d"))
             o->three_d = 1;
         else if (!strcmp(a, "--factor") && more)
@@ -347,7 +354,8 @@ int main(int argc, char **argv)
     options o;
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "usage: make_cohort --scan S.npz --labels L.npz --out DIR [--train N] [--test M] [--3d]\n"
-                        "                   [--factor F] [--shape [D] H W] [--amp MM] [--min-voxels V] [--seed S]\n");
+                        "                   [--factor F] [--shape [D] H W] [--amp MM] [--min-voxels V] [--seed S]\n"
+                        "                   [--invert-fixed]\n");
         return 2;
     }
     if (mkdir(o.out, 0777) && errno != EEXIST) {

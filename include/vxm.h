@@ -100,6 +100,12 @@ vxm_status vxm_model_describe(vxm_context *ctx, const vxm_model *m, int ndim, co
 int vxm_model_size_divisor(const vxm_model *m);
 /* The input shape stored in the model file (VxmDense `inshape`); non-zero status when it has none. */
 vxm_status vxm_model_stored_shape(const vxm_model *m, int *ndim, int shape[3]);
+/* HyperMorph (HyperVxmDense) models: 1, the number of hyper-parameters their registrations need (the
+ * regularisation weight); 0 for every other model. */
+int vxm_model_hyper_params(const vxm_model *m);
+/* HyperMorph: the regularisation weight lambda in [0, 1] that vxm_register feeds the hypernetwork (required before
+ * registering with such a model).  VXM_EINVAL naming the model for any other model or a lambda outside [0, 1]. */
+vxm_status vxm_model_set_hyper(vxm_context *ctx, vxm_model *m, double lambda);
 
 typedef struct vxm_register_options {
     int deterministic;  /* probabilistic models: 1 = mean mode (default), 0 = sample with `seed` */

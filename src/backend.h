@@ -192,6 +192,48 @@ typedef struct vxm_backend_ops {
     vxm_status (*axpy)(vxm_backend *be, float a, const vxm_buffer *x, vxm_buffer *y, size_t n);
     /* p[0..n) = value */
     vxm_status (*fill)(vxm_backend *be, vxm_buffer *p, size_t n, float value);
+
+    /* ---- synthesis (SynthMorph's label-map-to-image model, training doc §6.3) and other element-wise ops.
+     * Random numbers are counter-based: element i of the stream (seed, stream) is a pure function of (seed,
+     * stream, i) (vxm_counter_bits / vxm_counter_uniform / vxm_counter_normal in core/counter_rng.h, copied bit
+     * for bit by cl/synth.cl), so every backend draws the same numbers regardless of threads or work-groups. */
+
+    /* p[i] = uniform in [a, b) (dist 0) or a + b * N(0, 1) (dist 1) from element i of stream (seed, stream). */
+    vxm_status (*rand_fill)(vxm_backend *be, vxm_buffer *p, size_t n, unsigned long long seed,
+                            unsigned long long stream, int dist, float a, float b);
+    /* Per-label Gaussian intensities (§6.3 step 5-6): lab holds label indices 0..nlab-1 as floats (one channel);
+     * y (lab's shape, C channels) = mean[c*nlab + l] + std[c*nlab + l] * N_v, N_v element v of the normal stream
+     * (seed, stream) -- the same noise for every channel, as neurite draws it; blank[c] != 0 sets the voxels of
+     * label index 0 to 0 in channel c.  mean, std: C*nlab host floats; blank: C host ints. */
+    vxm_status (*labels_to_intensity)(vxm_backend *be, const vxm_tensor *lab, int nlab, const float *mean,
+                                      const float *std, const int *blank, unsigned long long seed,
+                                      unsigned long long stream, vxm_tensor *y);
+    /* 1-D cross-correlation along spatial axis `axis` (0..2) with ntaps (odd) host taps centred on the voxel, zero
+     * padding (TF SAME), every channel: y[.., i, ..] = sum_t taps[t] x[.., i + t - ntaps/2, ..].  y must not
+     * alias x. */
+    vxm_status (*conv_axis)(vxm_backend *be, const vxm_tensor *x, int axis, const float *taps, int ntaps,
+                            vxm_tensor *y);
+    /* y[v, c] = x[v, c] * exp(f[v]) (f has one channel and x's spatial shape: a multiplicative bias field).  y may
+     * be x. */
+    vxm_status (*mul_exp)(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *f, vxm_tensor *y);
+    /* out[0] = min, out[1] = max over all elements of x (host floats). */
+    vxm_status (*minmax)(vxm_backend *be, const vxm_tensor *x, float out[2]);
+    /* §6.3 step 9 after the min/max: y = ((clamp(x, 0, 255) - lo) / (hi - lo)) ^ expo[c] per channel c, with y = 0
+     * where hi == lo (div_no_nan).  expo: C host floats.  y may be x. */
+    vxm_status (*normalize_gamma)(vxm_backend *be, const vxm_tensor *x, float lo, float hi, const float *expo,
+                                  vxm_tensor *y);
+    /* y[v] = index of the largest channel of x[v] as a float (the first on ties); y has one channel. */
+    vxm_status (*argmax_channels)(vxm_backend *be, const vxm_tensor *x, vxm_tensor *y);
+    /* One-hot through a look-up table: l = (int)lab[v] (0 <= l < nlut), y[v, c] = (lut[l] == c) for c < y->channels;
+     * lut entries -1 give all-zero rows.  lut: nlut host ints. */
+    vxm_status (*one_hot)(vxm_backend *be, const vxm_tensor *lab, const int *lut, int nlut, vxm_tensor *y);
+    /* ELU (conditional templates, training doc §4.2): y = x > 0 ? x : exp(x) - 1; y may be x.  Backward from the
+     * op's input x: dx = dy * (x > 0 ? 1 : exp(x)); dx may be dy. */
+    vxm_status (*elu)(vxm_backend *be, const vxm_tensor *x, vxm_tensor *y);
+    vxm_status (*elu_backward)(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy, vxm_tensor *dx);
+    /* y = a * x + b * z element-wise over numel (a linear blend: MeanStream's update, template atlases).  y may
+     * alias x or z. */
+    vxm_status (*blend)(vxm_backend *be, float a, const vxm_tensor *x, float b, const vxm_tensor *z, vxm_tensor *y);
 } vxm_backend_ops;
 
 struct vxm_backend {
@@ -201,6 +243,9 @@ struct vxm_backend {
     char desc[256];   /* human-readable device description */
     char spec[32];    /* "cpu", "opencl:P:D" */
     int is_gpu;
+    /* Largest single buffer in bytes (OpenCL: CL_DEVICE_MAX_MEM_ALLOC_SIZE), 0 = no limit (CPU).  Inference graphs
+     * split wider tensors into channel groups (graph/split.h); VXM_MAX_ALLOC_MB lowers it for tests. */
+    unsigned long long max_alloc;
     /* The weights of the last model registered on this device, uploaded once (graph/executor.c): reused by every
      * later registration with the same model (register --batch), freed with the backend. */
     struct vxm_weights *weights_cache;

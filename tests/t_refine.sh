@@ -8,19 +8,8 @@ P=$SHARED/data/pairs MODEL=$SHARED/data/models/vxm_dense_brain_T1_3D_mse.h5 T=te
 [ -f "$P/paircrop_fixed.nii.gz" ] || { echo "SKIP refine: ../shared not found (set VXM_SHARED)"; exit 0; }
 rm -rf "$T" && mkdir -p "$T"
 
-# expect NAME PATTERN -- vxm args...: fails unless vxm exits non-zero with one stderr line matching
-# "^vxm: PATTERN" (grep -E) and leaves neither moved* nor warp* nor a temporary file in $T.
-expect() {
-    local name=$1 pattern=$2 why=""
-    shift 3
-    rm -f "$T"/moved* "$T"/warp*
-    if "$VXM" "$@" >"$T/stdout" 2>"$T/stderr"; then why="exit status 0"
-    elif [ "$(wc -l <"$T/stderr")" -ne 1 ]; then why="stderr: $(head -3 "$T/stderr" | tr '\n' '|')"
-    elif ! grep -Eq "^vxm: $pattern" "$T/stderr"; then why="'$(cat "$T/stderr")' does not match '$pattern'"
-    elif ls "$T"/moved* "$T"/warp* "$T"/.*tmp* >/dev/null 2>&1; then why="output file left behind"
-    fi
-    if [ -n "$why" ]; then echo "FAIL refine $name: $why"; else echo "PASS refine $name ($(cat "$T/stderr"))"; fi
-}
+EXPECT_PREFIX=refine EXPECT_OUTPUTS="$T/moved* $T/warp*"
+. tests/expect_error.sh
 ref() { echo refine --device cpu --steps 3 --moved "$T/moved.nii.gz" --warp "$T/warp.nii.gz" "$@"; }
 
 gunzip -c "$P/pair2d_fixed.nii.gz" >"$T/fixed2d.nii"

@@ -38,24 +38,5 @@ if ! ./vxm train --model-dir "$T/m" --pairs "$T/c/train_pairs.txt" --img-prefix 
     --lr 1e-3 --epochs 15 --steps-per-epoch 100 --save-freq 15 --device cpu --threads 2 >"$T/train.log" 2>&1; then
     echo "FAIL train demo training: $(tail -1 "$T/train.log")"; exit 1
 fi
-# avg MODEL -> "after before" mean Dice over the held-out pairs
-avg() {
-    ./vxm test --model "$1" --pairs "$T/c/test_pairs.txt" --img-prefix "$T/c/" --img-suffix _img.nii.gz \
-        --seg-prefix "$T/c/" --seg-suffix _seg.nii.gz --device cpu --threads 2 >"$T/test_$(basename "$1" .h5).log" 2>&1 &&
-    awk '/^Avg Dice:/ { print $3, $8 }' "$T/test_$(basename "$1" .h5).log"
-}
-read -r d0 before <<<"$(avg "$T/m/0000.h5")"
-read -r d1 _ <<<"$(avg "$T/m/0015.h5")"
-if [ -z "${d0:-}" ] || [ -z "${d1:-}" ]; then
-    echo "FAIL train demo dice: vxm test failed ($(tail -1 "$T"/test_*.log | tr '\n' ' '))"; exit 1
-fi
-if awk -v a="$d0" -v b="$before" 'BEGIN { d = a - b; exit !(d <= 0.005 && d >= -0.005) }'; then
-    echo "PASS train demo untrained: mean Dice $d0 = before registration $before"
-else
-    echo "FAIL train demo untrained: mean Dice $d0, before registration $before (want within 0.005)"
-fi
-if awk -v a="$d0" -v b="$d1" 'BEGIN { exit !(b - a >= 0.03) }'; then
-    echo "PASS train demo trained: held-out mean Dice $d0 (untrained) -> $d1 after 1500 steps (want >= +0.03)"
-else
-    echo "FAIL train demo trained: held-out mean Dice $d0 (untrained) -> $d1 after 1500 steps (want >= +0.03)"
-fi
+. tests/cohort_dice.sh
+cohort_dice "train demo" "$T/m/0000.h5" "$T/m/0015.h5" 0.03 "held-out pairs, 1500 steps"

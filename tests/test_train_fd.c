@@ -46,6 +46,7 @@ typedef struct tcase {
     vxm_image_loss loss;
     int bidir, use_probs, semi;
     int channels; /* image channels (src_feats = trg_feats); 0 means 1 */
+    int synth;    /* SynthMorph: Dice of full-resolution one-hot maps + Grad of the final warp, half-res field */
 } tcase;
 
 /* Semi-supervised cases: label maps from the images' intensity bands (labels 1, 2; 0 elsewhere). */
@@ -71,6 +72,11 @@ static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
         o.labels = semi_labels;
         o.nlabels = 2;
         o.dice_weight = 0.5;
+    }
+    if (c->synth) {
+        o.synthmorph = 1;
+        o.nlabels = 3;
+        o.reg_param = 0.5;
     }
     vxm_trainer *t = NULL;
     int ch = c->channels > 0 ? c->channels : 1;
@@ -102,7 +108,7 @@ static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
             unsigned long long save = rs;
             rs = 99;
             for (size_t i = 0; i < wi.numel; i++)
-                w[i] = kernel ? (float)((c->semi ? 0.01 : 0.03) * (urand() * 2 - 1)) : 0.5f;
+                w[i] = kernel ? (float)((c->semi || c->synth ? 0.01 : 0.03) * (urand() * 2 - 1)) : 0.5f;
             rs = save;
             vxm_trainer_write_weight(t, k, w);
             free(w);
@@ -111,9 +117,21 @@ static vxm_trainer *make(vxm_context *ctx, vxm_backend *be, const tcase *c)
     return t;
 }
 
+static int g_synth; /* the current case is a SynthMorph one: one-hot maps of 3 labels */
+
 /* A sample with label maps made from the images (used by the semi-supervised cases, ignored otherwise). */
 static vxm_train_sample sample_of(const float *mv, const float *fx, size_t n, float *seg_buf)
 {
+    if (g_synth) { /* one-hot bands, 3 channels each, in a 6n buffer */
+        for (size_t i = 0; i < n; i++)
+            for (int k = 0; k < 3; k++) {
+                int lm = mv[i] > 0.7f ? 2 : mv[i] > 0.5f, lf = fx[i] > 0.7f ? 2 : fx[i] > 0.5f;
+                seg_buf[i * 3 + k] = lm == k;
+                seg_buf[3 * n + i * 3 + k] = lf == k;
+            }
+        vxm_train_sample s = {mv, fx, seg_buf, seg_buf + 3 * n};
+        return s;
+    }
     for (size_t i = 0; i < n; i++) {
         seg_buf[i] = mv[i] > 0.7f ? 2.0f : mv[i] > 0.5f ? 1.0f : 0.0f;
         seg_buf[n + i] = fx[i] > 0.7f ? 2.0f : fx[i] > 0.5f ? 1.0f : 0.0f;
@@ -126,7 +144,7 @@ static size_t g_nvox; /* voxels of the current case (for the label maps) */
 
 static int grads_of(vxm_trainer *t, const float *mv, const float *fx, vxm_train_losses *L)
 {
-    float *seg = malloc(2 * g_nvox * sizeof(float));
+    float *seg = malloc(6 * g_nvox * sizeof(float));
     vxm_train_sample s = sample_of(mv, fx, g_nvox, seg);
     int st = vxm_trainer_compute_gradients_samples(t, &s, 1, L);
     free(seg);
@@ -314,19 +332,21 @@ int main(void)
     tb_list l;
     tb_open_all(ctx, &l);
     static const tcase cases[] = {
-        {"2d_mse_int2", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 0, 1},
-        {"2d_ncc_int0", {1, 12, 16}, 2, 0, VXM_LOSS_NCC, 0, 0, 0, 1},
-        {"3d_mse_int1", {8, 8, 12}, 3, 1, VXM_LOSS_MSE, 0, 0, 0, 1},
-        {"2d_mse_bidir", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 1, 0, 0, 1},
-        {"2d_ncc_probs_kl", {1, 12, 16}, 2, 2, VXM_LOSS_NCC, 0, 1, 0, 1},
-        {"2d_mse_semi_dice", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 1, 1},
-        {"2d_ncc_2channels", {1, 12, 16}, 2, 2, VXM_LOSS_NCC, 0, 0, 0, 2},
+        {"2d_mse_int2", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 0, 1, 0},
+        {"2d_ncc_int0", {1, 12, 16}, 2, 0, VXM_LOSS_NCC, 0, 0, 0, 1, 0},
+        {"3d_mse_int1", {8, 8, 12}, 3, 1, VXM_LOSS_MSE, 0, 0, 0, 1, 0},
+        {"2d_mse_bidir", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 1, 0, 0, 1, 0},
+        {"2d_ncc_probs_kl", {1, 12, 16}, 2, 2, VXM_LOSS_NCC, 0, 1, 0, 1, 0},
+        {"2d_mse_semi_dice", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 1, 1, 0},
+        {"2d_ncc_2channels", {1, 12, 16}, 2, 2, VXM_LOSS_NCC, 0, 0, 0, 2, 0},
+        {"2d_synthmorph_dice", {1, 12, 16}, 2, 2, VXM_LOSS_MSE, 0, 0, 0, 1, 1},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const tcase *tc = &cases[c];
         size_t n = (size_t)tc->shape[0] * tc->shape[1] * tc->shape[2];
         size_t ch = tc->channels > 0 ? (size_t)tc->channels : 1;
         g_nvox = n;
+        g_synth = tc->synth;
         float *mv = malloc(n * ch * sizeof(float)), *fx = malloc(n * ch * sizeof(float));
         make_image(mv, tc->shape, 0.0);
         make_image(fx, tc->shape, 0.6);
@@ -337,7 +357,7 @@ int main(void)
             }
         for (int b = 0; b < l.n; b++)
             fd_check(ctx, l.be[b], tc, mv, fx);
-        if (!tc->semi && !tc->use_probs)
+        if (!tc->semi && !tc->use_probs && !tc->synth)
             batch_mean(ctx, l.be[0], tc, mv, fx);
         /* determinism over thread counts, then agreement of every device with the CPU backend */
         int nw = 0, nw2 = 0;

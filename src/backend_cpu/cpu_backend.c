@@ -336,6 +336,17 @@ static const vxm_backend_ops cpu_ops = {
     .sgd_update = cpu_sgd_update,
     .axpy = cpu_axpy,
     .fill = cpu_fill,
+    .rand_fill = cpu_rand_fill,
+    .labels_to_intensity = cpu_labels_to_intensity,
+    .conv_axis = cpu_conv_axis,
+    .mul_exp = cpu_mul_exp,
+    .minmax = cpu_minmax,
+    .normalize_gamma = cpu_normalize_gamma,
+    .argmax_channels = cpu_argmax_channels,
+    .one_hot = cpu_one_hot,
+    .elu = cpu_elu,
+    .elu_backward = cpu_elu_backward,
+    .blend = cpu_blend,
 };
 
 #if defined(__AVX512F__)

@@ -80,4 +80,17 @@ vxm_status cpu_sgd_update(vxm_backend *be, vxm_buffer *param, const vxm_buffer *
 vxm_status cpu_axpy(vxm_backend *be, float a, const vxm_buffer *x, vxm_buffer *y, size_t n);
 vxm_status cpu_fill(vxm_backend *be, vxm_buffer *p, size_t n, float value);
 
+/* Synthesis and other element-wise ops (cpu_synth.c; backend.h documents each). */
+vxm_status cpu_rand_fill(vxm_backend *be, vxm_buffer *p, size_t n, unsigned long long seed, unsigned long long stream, int dist, float a, float b);
+vxm_status cpu_labels_to_intensity(vxm_backend *be, const vxm_tensor *lab, int nlab, const float *mean, const float *std, const int *blank, unsigned long long seed, unsigned long long stream, vxm_tensor *y);
+vxm_status cpu_conv_axis(vxm_backend *be, const vxm_tensor *x, int axis, const float *taps, int ntaps, vxm_tensor *y);
+vxm_status cpu_mul_exp(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *f, vxm_tensor *y);
+vxm_status cpu_minmax(vxm_backend *be, const vxm_tensor *x, float out[2]);
+vxm_status cpu_normalize_gamma(vxm_backend *be, const vxm_tensor *x, float lo, float hi, const float *expo, vxm_tensor *y);
+vxm_status cpu_argmax_channels(vxm_backend *be, const vxm_tensor *x, vxm_tensor *y);
+vxm_status cpu_one_hot(vxm_backend *be, const vxm_tensor *lab, const int *lut, int nlut, vxm_tensor *y);
+vxm_status cpu_elu(vxm_backend *be, const vxm_tensor *x, vxm_tensor *y);
+vxm_status cpu_elu_backward(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy, vxm_tensor *dx);
+vxm_status cpu_blend(vxm_backend *be, float a, const vxm_tensor *x, float b, const vxm_tensor *z, vxm_tensor *y);
+
 #endif

@@ -78,6 +78,19 @@ const char *const vxm_cl_kernel_names[VXM_K_COUNT] = {
     [VXM_K_SGD] = "vxm_sgd_update",
     [VXM_K_AXPY] = "vxm_axpy",
     [VXM_K_FILL] = "vxm_fill",
+    /* synthesis (SynthMorph, training doc §6.3) and other element-wise ops: cl_synth.c */
+    [VXM_K_RAND_UNIFORM] = "vxm_rand_uniform",
+    [VXM_K_RAND_NORMAL] = "vxm_rand_normal",
+    [VXM_K_LABELS_TO_INTENSITY] = "vxm_labels_to_intensity",
+    [VXM_K_CONV_AXIS] = "vxm_conv_axis",
+    [VXM_K_MUL_EXP] = "vxm_mul_exp",
+    [VXM_K_MINMAX_PARTIAL] = "vxm_minmax_partial",
+    [VXM_K_NORMALIZE_GAMMA] = "vxm_normalize_gamma",
+    [VXM_K_ARGMAX_CHANNELS] = "vxm_argmax_channels",
+    [VXM_K_ONE_HOT] = "vxm_one_hot",
+    [VXM_K_ELU] = "vxm_elu",
+    [VXM_K_ELU_BACKWARD] = "vxm_elu_backward",
+    [VXM_K_BLEND] = "vxm_blend",
     /* end training: transform backward, losses, optimisers */
 };
 
@@ -295,6 +308,17 @@ static const vxm_backend_ops cl_ops = {
     .sgd_update = vxm_cl_sgd_update,
     .axpy = vxm_cl_axpy,
     .fill = vxm_cl_fill,
+    .rand_fill = vxm_cl_rand_fill,
+    .labels_to_intensity = vxm_cl_labels_to_intensity,
+    .conv_axis = vxm_cl_conv_axis,
+    .mul_exp = vxm_cl_mul_exp,
+    .minmax = vxm_cl_minmax,
+    .normalize_gamma = vxm_cl_normalize_gamma,
+    .argmax_channels = vxm_cl_argmax_channels,
+    .one_hot = vxm_cl_one_hot,
+    .elu = vxm_cl_elu,
+    .elu_backward = vxm_cl_elu_backward,
+    .blend = vxm_cl_blend,
 };
 
 static int has_word(const char *s, size_t len, const char *w)
@@ -457,6 +481,7 @@ vxm_status vxm_backend_opencl_create(vxm_context *ctx, int platform, int device,
     clGetDeviceInfo(cl->device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
     be->is_gpu = (type & CL_DEVICE_TYPE_GPU) != 0;
     clGetDeviceInfo(cl->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof cl->max_alloc, &cl->max_alloc, NULL);
+    be->max_alloc = cl->max_alloc; /* graph/split.c keeps every tensor below it */
     clGetDeviceInfo(cl->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof cl->global_mem, &cl->global_mem, NULL);
     clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->compute_units, &cl->compute_units, NULL);
     if (clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof cl->max_wg, &cl->max_wg, NULL) !=

@@ -9,6 +9,7 @@
  *   cl_transform_backward.c  training: spatial transform backward (deterministic scatter of the image gradient)
  *   cl_loss.c     training: MSE, NCC, Grad, Dice, KL losses and gradients (deterministic chunked sums)
  *   cl_optim.c    training: Adam, SGD, axpy, fill
+ *   cl_synth.c    training: SynthMorph synthesis ops (random fills, intensities, blur, ...), ELU, blend
  *
  * All kernels live in the cl/ directory, embedded at build time (vxm_cl_sources[]) and compiled once per backend
  * into one program.  Work is queued on one in-order queue; ops return once their kernels are enqueued, buffer_read and
@@ -94,6 +95,19 @@ typedef enum vxm_cl_kid {
     VXM_K_SGD,
     VXM_K_AXPY,
     VXM_K_FILL,
+    /* synthesis (SynthMorph, training doc §6.3) and other element-wise ops: cl_synth.c */
+    VXM_K_RAND_UNIFORM,
+    VXM_K_RAND_NORMAL,
+    VXM_K_LABELS_TO_INTENSITY,
+    VXM_K_CONV_AXIS,
+    VXM_K_MUL_EXP,
+    VXM_K_MINMAX_PARTIAL,
+    VXM_K_NORMALIZE_GAMMA,
+    VXM_K_ARGMAX_CHANNELS,
+    VXM_K_ONE_HOT,
+    VXM_K_ELU,
+    VXM_K_ELU_BACKWARD,
+    VXM_K_BLEND,
     /* end training: transform backward, losses, optimisers */
     VXM_K_COUNT
 } vxm_cl_kid;
@@ -240,5 +254,16 @@ vxm_status vxm_cl_adam_update(vxm_backend *be, vxm_buffer *param, const vxm_buff
 vxm_status vxm_cl_sgd_update(vxm_backend *be, vxm_buffer *param, const vxm_buffer *grad, size_t n, float lr);
 vxm_status vxm_cl_axpy(vxm_backend *be, float a, const vxm_buffer *x, vxm_buffer *y, size_t n);
 vxm_status vxm_cl_fill(vxm_backend *be, vxm_buffer *p, size_t n, float value);
+vxm_status vxm_cl_rand_fill(vxm_backend *be, vxm_buffer *p, size_t n, unsigned long long seed, unsigned long long stream, int dist, float a, float b);
+vxm_status vxm_cl_labels_to_intensity(vxm_backend *be, const vxm_tensor *lab, int nlab, const float *mean, const float *std, const int *blank, unsigned long long seed, unsigned long long stream, vxm_tensor *y);
+vxm_status vxm_cl_conv_axis(vxm_backend *be, const vxm_tensor *x, int axis, const float *taps, int ntaps, vxm_tensor *y);
+vxm_status vxm_cl_mul_exp(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *f, vxm_tensor *y);
+vxm_status vxm_cl_minmax(vxm_backend *be, const vxm_tensor *x, float out[2]);
+vxm_status vxm_cl_normalize_gamma(vxm_backend *be, const vxm_tensor *x, float lo, float hi, const float *expo, vxm_tensor *y);
+vxm_status vxm_cl_argmax_channels(vxm_backend *be, const vxm_tensor *x, vxm_tensor *y);
+vxm_status vxm_cl_one_hot(vxm_backend *be, const vxm_tensor *lab, const int *lut, int nlut, vxm_tensor *y);
+vxm_status vxm_cl_elu(vxm_backend *be, const vxm_tensor *x, vxm_tensor *y);
+vxm_status vxm_cl_elu_backward(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy, vxm_tensor *dx);
+vxm_status vxm_cl_blend(vxm_backend *be, float a, const vxm_tensor *x, float b, const vxm_tensor *z, vxm_tensor *y);
 
 #endif

@@ -103,6 +103,9 @@ int cmd_test(int argc, char **argv); /* cmd_test.c: evaluate a model on pairs (V
 int cmd_qc(int argc, char **argv);   /* cmd_qc.c: quality-control PNG */
 int cmd_train(int argc, char **argv); /* cmd_train.c: train a VxmDense model (VoxelMorph train.py) */
 int cmd_refine(int argc, char **argv); /* cmd_refine.c: instance-specific optimisation (train_instance.py) */
+int cmd_synth(int argc, char **argv);  /* cmd_synth.c: one SynthMorph image (labels_to_image) */
+int cmd_template(int argc, char **argv); /* cmd_template.c: deformable template (train_template.py) */
+int cmd_template_generate(int argc, char **argv); /* cmd_template_generate.c: conditional template for attributes */
 
 /* ---- refinement (cmd_refine.c), shared with vxm register --refine ------------------------------------ */
 struct vxm_instance_options;

@@ -23,6 +23,8 @@ static void usage(FILE *f)
             "  --threads N       CPU threads (default: OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else all cores)\n"
             "  --multichannel    inputs carry a channel axis (last); needed for models with src/trg_feats > 1\n"
             "  --seed S          probabilistic models: sample the velocity with seed S (default: mean mode)\n"
+            "  --hyper LAMBDA    HyperMorph models (required there, refused elsewhere): the regularisation weight\n"
+            "                    in [0, 1] the hypernetwork makes the registration network for\n"
             "  --check           also run on the CPU backend, print per-layer differences, and fail when the\n"
             "                    final outputs differ by more than --tolerance (relative to their magnitude)\n"
             "  --tolerance T     for --check (default 1e-4)\n"
@@ -41,8 +43,9 @@ static void usage(FILE *f)
 typedef struct reg_opts {
     const char *model, *moving, *fixed, *moved, *warp, *qc, *batch;
     cli_device_opts dev;
-    int multichannel, check, have_seed;
+    int multichannel, check, have_seed, has_hyper;
     unsigned long long seed;
+    double hyper;
     double tolerance;
     vxm_instance_options refine; /* steps == 0: no refinement */
 } reg_opts;
@@ -77,6 +80,10 @@ static int parse(int argc, char **argv, reg_opts *o)
             if (!(v = cli_value(&a)) || cli_parse_u64("--seed", v, &o->seed))
                 return 2;
             o->have_seed = 1;
+        } else if (cli_is(&a, "--hyper")) {
+            if (!(v = cli_value(&a)) || cli_parse_double("--hyper", v, 0, 1, &o->hyper))
+                return 2;
+            o->has_hyper = 1;
         } else if (cli_is(&a, "--tolerance")) {
             if (!(v = cli_value(&a)) || cli_parse_double("--tolerance", v, 0, INFINITY, &o->tolerance))
                 return 2;
@@ -288,8 +295,16 @@ int cmd_register(int argc, char **argv)
     }
     double t0 = cli_now_seconds();
     int no_model = !strcmp(o.model, "none"); /* instance optimisation only (train_instance.py) */
-    if ((!no_model && vxm_model_load(ctx, o.model, &m)) || cli_open_backend(ctx, &o.dev, &be)) {
+    if ((!no_model && vxm_model_load(ctx, o.model, &m)) || (m && o.has_hyper && vxm_model_set_hyper(ctx, m, o.hyper)) ||
+        cli_open_backend(ctx, &o.dev, &be)) {
         rc = cli_fail(ctx);
+    } else if ((!m && o.has_hyper) || (m && vxm_model_hyper_params(m) && (o.check || o.refine.steps > 0))) {
+        /* the hypernetwork's input exists only in registration (vxm_register); --check and refinement run the
+         * network without it */
+        fprintf(stderr, "vxm: %s: %s\n", o.model,
+                m ? "--check and --refine are not available for HyperMorph models"
+                  : "--hyper needs a HyperMorph model");
+        rc = 1;
     } else if (o.batch) {
         printf("device: %s (model and device set up in %.2f s)\n", vxm_backend_describe(be), cli_now_seconds() - t0);
         rc = run_batch(ctx, be, m, &o);

@@ -41,6 +41,7 @@ static void usage(FILE *f)
             "                    non-zero values present in either label map.  Label 0 is never evaluated\n"
             "  --csv OUT         one row per (pair, label): moving,fixed,label,dice\n"
             "  --device SPEC     cpu | opencl[:P[:D]] | gpu:N | auto (default)\n"
+            "  --hyper LAMBDA    HyperMorph models: the regularisation weight in [0, 1] (as for vxm register)\n"
             "  --gpu N, --threads N, --multichannel   as for vxm register\n");
 }
 
@@ -49,7 +50,8 @@ typedef struct test_opts {
     const char **scans;
     int nscans;
     cli_device_opts dev;
-    int multichannel;
+    int multichannel, has_hyper;
+    double hyper;
 } test_opts;
 
 typedef struct pair_spec {
@@ -136,6 +138,11 @@ static int parse(int argc, char **argv, test_opts *o)
     while ((r = cli_next_option(&a, &o->dev, strings, (int)(sizeof strings / sizeof strings[0]), usage)) > 0) {
         if (cli_is(&a, "--multichannel")) {
             o->multichannel = 1;
+        } else if (cli_is(&a, "--hyper")) {
+            const char *v = cli_value(&a);
+            if (!v || cli_parse_double("--hyper", v, 0, 1, &o->hyper))
+                return 2;
+            o->has_hyper = 1;
         } else if (cli_is(&a, "--scans")) {
             /* --scans S1 S2 ...: every following argument up to the next option */
             int n = cli_values(&a, o->scans + o->nscans, argc - o->nscans);
@@ -527,7 +534,8 @@ int cmd_test(int argc, char **argv)
     r->dice_mean = stats + pl.n;
     r->dice_before = stats + 2 * pl.n;
     r->nonpos = stats + 3 * pl.n;
-    if (vxm_model_load(ctx, o.model, &r->model) || cli_open_backend(ctx, &o.dev, &r->be)) {
+    if (vxm_model_load(ctx, o.model, &r->model) || (o.has_hyper && vxm_model_set_hyper(ctx, r->model, o.hyper)) ||
+        cli_open_backend(ctx, &o.dev, &r->be)) {
         rc = cli_fail(ctx);
         goto done;
     }

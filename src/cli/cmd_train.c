@@ -24,6 +24,8 @@
 #include "cli/train_log.h"
 #include "cli/train_plot.h"
 #include "cli/train_prefetch.h"
+#include "cli/train_synth.h"
+#include "cli/train_check.h"
 #include "train/checkpoint.h"
 #include "train/train.h"
 
@@ -92,7 +94,20 @@ static void usage(FILE *f)
             "  --save-gradients G.h5   write the gradients of the first step (one dataset per weight)\n"
             "  --check           before training, compute the first batch's gradients on the CPU backend too\n"
             "                    and fail when any weight's relative L2 difference exceeds --tolerance\n"
-            "  --tolerance T     for --check (default 1e-3)\n");
+            "  --tolerance T     for --check (default 1e-3)\n\n"
+            "HyperMorph (train_hypermorph.py): --hypermorph trains a HyperVxmDense (a hypernetwork of 6 Dense\n"
+            "layers of 128 ReLU units makes every U-Net conv; half-resolution field) for all regularisation\n"
+            "weights at once: each sample draws lambda (20 %% 0 or 1, else uniform in [0, 1)) and its loss is\n"
+            "(1 - lambda) image loss + lambda Grad; --image-sigma defaults to 0.05, --save-freq to 100 epochs, and\n"
+            "no checkpoint is written before training.  Register with 'vxm register --hyper LAMBDA'.\n\n"
+            "SynthMorph (train_synthmorph.py): --synthmorph trains on images synthesised on the device from label\n"
+            "maps (no intensity data): loss = Dice(fixed map, warped moving map) + Grad('l2', --reg-param 1) of the\n"
+            "final displacement; a new model has --enc 64 64 64 64 --dec 64 64 64 64 64 64, --int-steps 5 and a\n"
+            "half-resolution field; checkpoints D/%%05d.h5.\n"
+            "  --out-labels L    labels compared by Dice (npy/npz 'labels'; those present in the maps)\n"
+            "  --same-subj       moving and fixed come from the same label map (default for --shapes)\n"
+            "%s",
+            synth_options_usage);
 }
 
 #define TRAIN_MAX_LABELS 1024
@@ -105,7 +120,11 @@ typedef struct train_cli {
     cli_device_opts dev;
     int epochs, steps, batch, save_freq, initial_epoch, check, have_tolerance, have_arch;
     int have_initial, have_lr, no_prefetch, plot_every, multichannel;
+    int have_sigma, have_lambda, have_save_freq; /* --hypermorph's defaults (parse_hypermorph) */
     double tolerance;
+    int synthmorph, same_subj, have_feats, have_int_steps, have_synth; /* --synthmorph (cli/train_synth.c) */
+    synth_spec synth;
+    const char *out_labels;
 } train_cli;
 
 /* --enc / --dec: several positive integers. */
@@ -145,6 +164,50 @@ static int numeric_option(cli_args *a, const num_opt *opts, int n)
     return 0;
 }
 
+/* --hypermorph: train_hypermorph.py's defaults (training doc §5): image sigma 0.05, ModelCheckpoint(period=100),
+ * no initial save; lambda is drawn per sample, so --lambda has no meaning; unidirectional and unsupervised. */
+static int parse_hypermorph(train_cli *o)
+{
+    if (o->synthmorph || o->opt.bidir || o->opt.use_probs || o->labels_file || o->have_lambda)
+        return cli_usage_error("train: --hypermorph draws lambda per sample and trains unidirectional, unsupervised "
+                               "models: no --lambda, --bidir, --use-probs, --labels or --synthmorph");
+    if (!o->have_sigma)
+        o->opt.image_sigma = 0.05;
+    if (!o->have_save_freq)
+        o->save_freq = 100;
+    return 0;
+}
+
+/* --synthmorph: train_synthmorph.py's defaults for what was not given; no intensity data options. */
+static int parse_synthmorph(train_cli *o)
+{
+    static const int f64[] = {64, 64, 64, 64, 64, 64};
+    if (!o->model_dir)
+        return cli_usage_error("train: --model-dir is required");
+    if (o->data.pairs || o->data.img_list || o->data.atlas || o->labels_file || o->opt.bidir || o->opt.use_probs ||
+        o->multichannel || o->check)
+        return cli_usage_error("train: --synthmorph synthesises its images from label maps: no --img-list, --pairs, "
+                               "--atlas, --labels, --bidir, --use-probs, --multichannel or --check");
+    if (o->opt.resume && o->have_arch)
+        return cli_usage_error("train: --resume continues %s with its own architecture", o->opt.resume);
+    if (!o->have_feats && !o->opt.load_weights && !o->opt.resume) {
+        memcpy(o->opt.enc, f64, 4 * sizeof(int));
+        o->opt.n_enc = 4;
+        memcpy(o->opt.dec, f64, 6 * sizeof(int));
+        o->opt.n_dec = 6;
+    }
+    if (!o->have_int_steps)
+        o->opt.int_steps = 5;
+    o->opt.synthmorph = 1;
+    if (o->synth.shapes)
+        o->same_subj = 1;
+    o->synth.out_labels = o->out_labels;
+    if (o->initial_epoch > o->epochs)
+        return cli_usage_error("train: --initial-epoch %d is beyond --epochs %d", o->initial_epoch, o->epochs);
+    o->opt.optimizer = o->optimizer && !strcmp(o->optimizer, "sgd") ? VXM_OPT_SGD : VXM_OPT_ADAM;
+    return 0;
+}
+
 static int parse(int argc, char **argv, train_cli *o)
 {
     memset(o, 0, sizeof *o);
@@ -155,6 +218,7 @@ static int parse(int argc, char **argv, train_cli *o)
     o->save_freq = 20;
     o->tolerance = 1e-3;
     o->data.cache_mb = -1;
+    synth_spec_default(&o->synth);
     const cli_string_opt strings[] = {
         {"--model-dir", &o->model_dir},       {"--pairs", &o->data.pairs},
         {"--img-list", &o->data.img_list},    {"--atlas", &o->data.atlas},
@@ -163,7 +227,7 @@ static int parse(int argc, char **argv, train_cli *o)
         {"--image-loss", &o->image_loss},     {"--optimizer", &o->optimizer},
         {"--resume", &o->opt.resume},         {"--plot", &o->plot},
         {"--labels", &o->labels_file},        {"--seg-prefix", &o->data.seg_prefix},
-        {"--seg-suffix", &o->data.seg_suffix},
+        {"--seg-suffix", &o->data.seg_suffix}, {"--out-labels", &o->out_labels},
     };
     const num_opt nums[] = {
         {"--int-steps", 'i', 0, 64, &o->opt.int_steps},
@@ -181,6 +245,7 @@ static int parse(int argc, char **argv, train_cli *o)
         {"--plot-every", 'i', 1, 1000000000, &o->plot_every},
         {"--kl-lambda", 'd', 0, INFINITY, &o->opt.kl_lambda},
         {"--dice-weight", 'd', 0, INFINITY, &o->opt.dice_weight},
+        {"--reg-param", 'd', 0, INFINITY, &o->opt.reg_param},
     };
     cli_args a;
     cli_args_init(&a, argc, argv);
@@ -189,9 +254,14 @@ static int parse(int argc, char **argv, train_cli *o)
         int arch = cli_is(&a, "--int-steps") || cli_is(&a, "--int-downsize") || cli_is(&a, "--enc") ||
                    cli_is(&a, "--dec");
         o->have_arch |= arch;
+        o->have_feats |= cli_is(&a, "--enc") || cli_is(&a, "--dec");
+        o->have_int_steps |= cli_is(&a, "--int-steps");
         o->have_tolerance |= cli_is(&a, "--tolerance");
         o->have_initial |= cli_is(&a, "--initial-epoch");
         o->have_lr |= cli_is(&a, "--lr");
+        o->have_sigma |= cli_is(&a, "--image-sigma");
+        o->have_lambda |= cli_is(&a, "--lambda");
+        o->have_save_freq |= cli_is(&a, "--save-freq");
         int n = numeric_option(&a, nums, (int)(sizeof nums / sizeof nums[0]));
         if (n < 0)
             return 2;
@@ -215,8 +285,19 @@ static int parse(int argc, char **argv, train_cli *o)
             o->opt.bidir = 1;
         } else if (cli_is(&a, "--use-probs")) {
             o->opt.use_probs = 1;
+        } else if (cli_is(&a, "--synthmorph")) {
+            o->synthmorph = 1;
+        } else if (cli_is(&a, "--hypermorph")) {
+            o->opt.hypermorph = 1;
+        } else if (cli_is(&a, "--same-subj")) {
+            o->same_subj = 1;
         } else {
-            return cli_usage_error("train: unknown option '%s' (see vxm train --help)", a.name);
+            int sy = synth_option(&a, &o->synth);
+            if (sy < 0)
+                return 2;
+            if (sy == 0)
+                return cli_usage_error("train: unknown option '%s' (see vxm train --help)", a.name);
+            o->have_synth = 1;
         }
     }
     if (r)
@@ -224,6 +305,13 @@ static int parse(int argc, char **argv, train_cli *o)
     o->opt.seed = o->data.seed;
     if (o->plot)
         return 0; /* --plot D: nothing else is needed */
+    int hr = o->opt.hypermorph ? parse_hypermorph(o) : 0;
+    if (hr)
+        return hr;
+    if (o->synthmorph)
+        return parse_synthmorph(o);
+    if (o->have_synth || o->same_subj || o->out_labels)
+        return cli_usage_error("train: label-map and synthesis options go with --synthmorph");
     if (!o->model_dir || (!o->data.pairs && !o->data.img_list)) {
         usage(stderr);
         return cli_usage_error("train: --model-dir and either --img-list or --pairs are required");
@@ -356,99 +444,6 @@ static int check_divisor(const train_cli *o, const train_data *d, int div)
     return 0;
 }
 
-/* Relative L2 difference ||a - b|| / ||b|| (b: the CPU reference); 0 when both vanish. */
-static double rel_l2(const float *a, const float *b, size_t n)
-{
-    double d2 = 0, b2 = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = (double)a[i] - (double)b[i];
-        d2 += d * d;
-        b2 += (double)b[i] * (double)b[i];
-    }
-    if (b2 > 0)
-        return sqrt(d2 / b2);
-    return d2 > 0 ? INFINITY : (isnan(d2) ? NAN : 0);
-}
-
-/* The trainer's view of a batch (segmentations are NULL unless semi-supervised); caller frees. */
-static vxm_train_sample *samples_of(const train_batch *b)
-{
-    vxm_train_sample *s = malloc(sizeof *s * (size_t)b->n);
-    for (int i = 0; s && i < b->n; i++) {
-        s[i].moving = b->mov[i];
-        s[i].fixed = b->fix[i];
-        s[i].moving_seg = b->mov_seg[i];
-        s[i].fixed_seg = b->fix_seg[i];
-    }
-    if (!s)
-        fprintf(stderr, "vxm: out of memory\n");
-    return s;
-}
-
-/* --check: the first batch's gradients on the device and on the CPU backend, weight by weight. */
-static int run_check(vxm_context *ctx, vxm_backend *be, vxm_trainer *t, const train_cli *o, const train_data *d,
-                     const train_batch *batch)
-{
-    vxm_train_sample *smp = samples_of(batch);
-    if (!smp)
-        return 1;
-    vxm_backend *ref = NULL;
-    vxm_trainer *rt = NULL;
-    float *ga = NULL, *gb = NULL;
-    vxm_train_losses la, lb;
-    int rc = 1;
-    if (vxm_backend_open(ctx, "cpu", &ref) ||
-        vxm_trainer_create(ctx, ref, &o->opt, d->ndim, d->shape, d->channels, d->channels, &rt) ||
-        vxm_trainer_compute_gradients_samples(t, smp, o->batch, &la) ||
-        vxm_trainer_compute_gradients_samples(rt, smp, o->batch, &lb)) {
-        rc = cli_fail(ctx);
-        goto done;
-    }
-    int nw = vxm_trainer_num_weights(t);
-    size_t maxn = 1;
-    for (int i = 0; i < nw; i++) {
-        vxm_weight_info wi;
-        vxm_trainer_weight_info(t, i, &wi);
-        maxn = wi.numel > maxn ? wi.numel : maxn;
-    }
-    if (!(ga = malloc(sizeof(float) * maxn)) || !(gb = malloc(sizeof(float) * maxn))) {
-        fprintf(stderr, "vxm: out of memory\n");
-        goto done;
-    }
-    printf("check: gradients of the first batch on %s against the CPU backend (loss %.6g vs %.6g)\n",
-           vxm_backend_describe(be), la.total, lb.total);
-    printf("%-52s %14s\n", "weight", "rel-L2-diff");
-    double worst = 0;
-    for (int i = 0; i < nw; i++) {
-        vxm_weight_info wi;
-        vxm_trainer_weight_info(t, i, &wi);
-        if (vxm_trainer_read_gradient(t, i, ga) || vxm_trainer_read_gradient(rt, i, gb)) {
-            rc = cli_fail(ctx);
-            goto done;
-        }
-        double r = rel_l2(ga, gb, wi.numel);
-        char name[256];
-        snprintf(name, sizeof name, "%s/%s", wi.layer, wi.kind);
-        printf("%-52s %14.3e\n", name, r);
-        if (!(r <= worst))
-            worst = isnan(r) ? INFINITY : r;
-    }
-    int ok = worst <= o->tolerance;
-    printf("check: max relative difference %.3e, tolerance %.1e: %s\n", worst, o->tolerance, ok ? "OK" : "FAILED");
-    fflush(stdout);
-    if (!ok)
-        fprintf(stderr, "vxm: %s: gradients differ from the CPU backend by %.3e (tolerance %.1e)\n",
-                vxm_backend_describe(be), worst, o->tolerance);
-    rc = ok ? 0 : 1;
-done:
-    free(smp);
-    free(ga);
-    free(gb);
-    vxm_trainer_free(rt);
-    vxm_backend_close(ref);
-    return rc;
-}
-
 /* Stop requests: the one piece of global mutable state the house rules allow -- set by the SIGINT/SIGTERM
  * handler, read by the training loop after every step. */
 static volatile sig_atomic_t stop_signal;
@@ -478,9 +473,10 @@ static void restore_signals(const struct sigaction old[2])
     sigaction(SIGTERM, &old[1], NULL);
 }
 
-static int save_checkpoint(vxm_context *ctx, vxm_trainer *t, const char *dir, int epoch, char *path, size_t n)
+static int save_checkpoint(vxm_context *ctx, vxm_trainer *t, const train_cli *o, int epoch, char *path, size_t n)
 {
-    snprintf(path, n, "%s/%04d.h5", dir, epoch);
+    /* train_synthmorph.py names checkpoints {epoch:05d}.h5, train.py %04d */
+    snprintf(path, n, o->synthmorph ? "%s/%05d.h5" : "%s/%04d.h5", o->model_dir, epoch);
     if (vxm_trainer_save_checkpoint(t, path, epoch)) {
         train_live_clear();
         return cli_fail(ctx);
@@ -498,6 +494,9 @@ typedef struct train_run {
     train_batch *b;           /* the current batch; the first one is taken before training (for --check) */
     train_log *log;
     const char *device;
+    train_synth *synth;       /* --synthmorph: batches synthesised on `be` instead of pf */
+    vxm_backend *be;
+    long next_step;           /* the global step of the next synthetic batch */
     int tty, warned;
     char *ckpt, *last;        /* checkpoint path buffers */
     size_t ckpt_len;
@@ -506,6 +505,14 @@ typedef struct train_run {
 /* The next batch from the prefetcher, its intensity warning printed once; 1 after a message. */
 static int next_batch(train_run *r)
 {
+    if (r->synth) {
+        if (train_synth_fill(r->synth, r->be, r->next_step, r->b)) {
+            train_live_clear();
+            return cli_fail(r->ctx);
+        }
+        r->next_step++;
+        return 0;
+    }
     r->b = train_prefetch_next(r->pf);
     if (r->b->warn[0] && !r->warned) {
         train_live_clear();
@@ -527,7 +534,7 @@ static int train_step(train_run *r, int epoch, int step, int first, vxm_train_lo
     const train_cli *o = r->o;
     if (!first && next_batch(r))
         return 1;
-    vxm_train_sample *smp = samples_of(r->b);
+    vxm_train_sample *smp = train_batch_samples(r->b);
     if (!smp)
         return 1;
     vxm_status st;
@@ -548,7 +555,7 @@ static int train_step(train_run *r, int epoch, int step, int first, vxm_train_lo
     if (st == VXM_ENUMERIC) {
         const char *msg = vxm_context_error(ctx);
         fprintf(stderr, "vxm: training stopped at epoch %d step %d: %s; last checkpoint %s\n", epoch, step,
-                (msg && *msg) ? msg : "the loss is not finite", r->last);
+                (msg && *msg) ? msg : "the loss is not finite", r->last[0] ? r->last : "none");
         return 1;
     }
     return st ? cli_fail(ctx) : 0;
@@ -561,7 +568,7 @@ static int interrupted(train_run *r, int epoch, int step, int saved)
     const train_cli *o = r->o;
     int sig = (int)stop_signal;
     train_live_clear();
-    if (!saved && save_checkpoint(r->ctx, r->t, o->model_dir, epoch, r->ckpt, r->ckpt_len))
+    if (!saved && save_checkpoint(r->ctx, r->t, o, epoch, r->ckpt, r->ckpt_len))
         return 1;
     char incomplete[96] = "";
     if (step < o->steps)
@@ -613,7 +620,7 @@ static int train_loop(train_run *r)
         /* Keras' ModelCheckpoint counts batches from the start of fit, i.e. epochs from the initial one */
         int save = (e - o->initial_epoch) % o->save_freq == 0 || e == o->epochs;
         if (save) {
-            if (save_checkpoint(r->ctx, r->t, o->model_dir, e, r->ckpt, r->ckpt_len))
+            if (save_checkpoint(r->ctx, r->t, o, e, r->ckpt, r->ckpt_len))
                 return 1;
             memcpy(r->last, r->ckpt, r->ckpt_len);
         }
@@ -659,6 +666,11 @@ static int train(const train_cli *op)
     train_log *log = NULL;
     train_data d;
     memset(&d, 0, sizeof d);
+    train_synth ts;
+    memset(&ts, 0, sizeof ts);
+    train_batch sb;
+    memset(&sb, 0, sizeof sb);
+    char *synth_name[1] = {NULL};
     size_t ckpt_len = (o.model_dir ? strlen(o.model_dir) : 0) + 32;
     char *ckpt = malloc(ckpt_len), *last = calloc(1, ckpt_len);
     if (!ctx || !ckpt || !last) {
@@ -684,8 +696,22 @@ static int train(const train_cli *op)
     }
     int div = 1 << (o.opt.n_enc < 30 ? o.opt.n_enc : 30);
     const char *model_file = o.opt.resume ? o.opt.resume : o.opt.load_weights;
-    if (train_data_load(ctx, &o.data, &d) || (model_file && check_model_file(ctx, model_file, &div)) ||
-        check_divisor(&o, &d, div) || check_labels_present(&o, &d) || check_channels(&o, &d) || make_dir(o.model_dir))
+    if (o.synthmorph) {
+        /* the label maps (or shapes) stand in for the volumes: shape, one channel per synthesised image */
+        if (train_synth_open(ctx, &o.synth, o.batch, o.same_subj, o.data.seed, &ts) || train_batch_init(&sb, o.batch))
+            goto done;
+        d.ndim = ts.src.ndim;
+        memcpy(d.shape, ts.src.shape, sizeof d.shape);
+        d.channels = o.synth.syn.nchan;
+        d.nitems = ts.src.spec.shapes ? 0 : ts.src.nmaps;
+        o.opt.nlabels = ts.src.nout;
+        synth_name[0] = (char *)(o.synth.label_maps ? o.synth.label_maps : "--shapes");
+        d.path = synth_name; /* for messages */
+    } else if (train_data_load(ctx, &o.data, &d)) {
+        goto done;
+    }
+    if ((model_file && check_model_file(ctx, model_file, &div)) || check_divisor(&o, &d, div) ||
+        check_labels_present(&o, &d) || check_channels(&o, &d) || make_dir(o.model_dir))
         goto done;
     /* 2. device and trainer */
     if (cli_open_backend(ctx, &o.dev, &be) ||
@@ -698,31 +724,42 @@ static int train(const train_cli *op)
     char shp[64];
     train_data_shape_str(d.ndim, d.shape, shp, sizeof shp);
     long step0 = vxm_trainer_steps_done(t);
-    printf("vxm train: %d %s (%d files, %s, %d channel%s) on %s; %d weight tensors; epochs %d..%d x %d steps, "
-           "batch %d\n",
-           d.nitems, d.mode == TRAIN_PAIRS ? "pairs" : "scans", d.nfiles, shp, d.channels, d.channels == 1 ? "" : "s",
-           vxm_backend_describe(be), vxm_trainer_num_weights(t), o.initial_epoch + 1, o.epochs, o.steps, o.batch);
+    if (o.synthmorph)
+        printf("vxm train --synthmorph: %s (%s, %d labels, Dice over %d) on %s; %d weight tensors; epochs %d..%d "
+               "x %d steps, batch %d\n",
+               o.synth.shapes ? "random shapes" : o.synth.label_maps, shp, ts.src.nin, ts.src.nout,
+               vxm_backend_describe(be), vxm_trainer_num_weights(t), o.initial_epoch + 1, o.epochs, o.steps, o.batch);
+    else
+        printf("vxm train: %d %s (%d files, %s, %d channel%s) on %s; %d weight tensors; epochs %d..%d x %d steps, "
+               "batch %d\n",
+               d.nitems, d.mode == TRAIN_PAIRS ? "pairs" : "scans", d.nfiles, shp, d.channels,
+               d.channels == 1 ? "" : "s", vxm_backend_describe(be), vxm_trainer_num_weights(t), o.initial_epoch + 1,
+               o.epochs, o.steps, o.batch);
     if (o.opt.resume)
         printf("resuming %s: epoch %d, step %ld\n", o.opt.resume, o.initial_epoch, step0);
     fflush(stdout);
     vxm_train_losses names;
     memset(&names, 0, sizeof names);
-    if (train_prefetch_start(&d, o.batch, step0, !o.no_prefetch, &pf))
+    if (!o.synthmorph && train_prefetch_start(&d, o.batch, step0, !o.no_prefetch, &pf))
         goto done;
-    train_run r = {ctx, t, &o, pf, NULL, NULL, vxm_backend_describe(be), isatty(STDERR_FILENO), 0, ckpt, last,
-                   ckpt_len};
+    train_run r = {.ctx = ctx, .t = t, .o = &o, .pf = pf, .b = o.synthmorph ? &sb : NULL, .log = NULL,
+                   .device = vxm_backend_describe(be), .synth = o.synthmorph ? &ts : NULL, .be = be,
+                   .next_step = step0, .tty = isatty(STDERR_FILENO), .warned = 0, .ckpt = ckpt, .last = last,
+                   .ckpt_len = ckpt_len};
     if (next_batch(&r))
         goto done;
-    if (o.check && (rc = run_check(ctx, be, t, &o, &d, r.b)))
+    if (o.check && (rc = train_check_gradients(ctx, be, t, &o.opt, o.batch, o.tolerance, &d, r.b)))
         goto done;
     /* 3. the log, the initial checkpoint, then the epochs */
     vxm_trainer_loss_names(t, &names);
+    /* train_hypermorph.py saves nothing before training (training doc §5) */
     if (train_log_open(o.model_dir, &names, o.opt.resume ? step0 : -1, &log) ||
-        (rc = save_checkpoint(ctx, t, o.model_dir, o.initial_epoch, ckpt, ckpt_len))) {
+        (!o.opt.hypermorph && (rc = save_checkpoint(ctx, t, &o, o.initial_epoch, ckpt, ckpt_len)))) {
         rc = 1;
         goto done;
     }
-    memcpy(last, ckpt, ckpt_len);
+    if (!o.opt.hypermorph)
+        memcpy(last, ckpt, ckpt_len);
     r.log = log;
     struct sigaction old[2];
     catch_stop_signals(old);
@@ -735,7 +772,11 @@ done:
     free(last);
     vxm_trainer_free(t);
     vxm_backend_close(be);
+    if (o.synthmorph)
+        d.path = NULL; /* borrowed for messages */
     train_data_free(&d);
+    train_synth_close(&ts);
+    train_batch_free(&sb);
     vxm_context_free(ctx);
     return rc;
 }

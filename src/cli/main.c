@@ -15,7 +15,10 @@ static void usage(FILE *f)
                "  test       evaluate a model on image pairs: Dice of warped segmentations, det J, timing\n"
                "  train      train a VoxelMorph (VxmDense) model on volumes (as VoxelMorph's train.py)\n"
                "  refine     register one pair by optimising its velocity field directly (train_instance.py)\n"
-               "  qc         quality-control PNG of a registration (slices, checkerboard, deformed grid)\n"
+               "  synth      draw a synthetic image from a label map or random shapes (SynthMorph)\n"
+               "  template   build a deformable template from scans (as VoxelMorph's train_template.py)\n"
+               "  template-generate  the template of a conditional template model (template --pheno) for\n"
+               "             given attributes\n"               "  qc         quality-control PNG of a registration (slices, checkerboard, deformed grid)\n"
                "  devices    list the CPU backend and every OpenCL platform/device\n"
                "  info       print a model's architecture, parameter count and FLOPs\n"
                "  help       this text; 'vxm <command> --help' for a command's options\n",
@@ -29,6 +32,9 @@ static const struct {
     {"register", cmd_register}, {"warp", cmd_warp}, {"dice", cmd_dice},       {"test", cmd_test},
     {"train", cmd_train},       {"qc", cmd_qc},     {"devices", cmd_devices}, {"info", cmd_info},
     {"refine", cmd_refine},
+    {"synth", cmd_synth},
+    {"template", cmd_template},
+    {"template-generate", cmd_template_generate},
 };
 
 int main(int argc, char **argv)

@@ -358,3 +358,18 @@ int train_batch_fill(const train_data *d, vxm_context *ctx, long step, train_bat
     }
     return b->failed;
 }
+
+/* The trainer's view of a batch (segmentations are NULL unless semi-supervised); caller frees. */
+vxm_train_sample *train_batch_samples(const train_batch *b)
+{
+    vxm_train_sample *s = malloc(sizeof *s * (size_t)b->n);
+    for (int i = 0; s && i < b->n; i++) {
+        s[i].moving = b->mov[i];
+        s[i].fixed = b->fix[i];
+        s[i].moving_seg = b->mov_seg[i];
+        s[i].fixed_seg = b->fix_seg[i];
+    }
+    if (!s)
+        fprintf(stderr, "vxm: out of memory\n");
+    return s;
+}

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "train/train.h"
 #include "vxm.h"
 
 typedef enum train_data_mode {
@@ -76,6 +77,9 @@ void train_batch_free(train_batch *b);
 /* Draws step `step` and loads what is not cached (with its own context: this runs on the prefetch thread).
  * Returns 0, or 1 with b->failed set.  Reads d only. */
 int train_batch_fill(const train_data *d, vxm_context *ctx, long step, train_batch *b);
+/* The trainer's view of a batch (segmentations NULL unless semi-supervised / SynthMorph); malloc'd, NULL after
+ * printing "out of memory". */
+vxm_train_sample *train_batch_samples(const train_batch *b);
 /* Releases the volumes a filled batch holds. */
 void train_batch_clear(train_batch *b);
 

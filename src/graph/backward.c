@@ -65,7 +65,7 @@ static int wants(const bctx *b, int node)
 
 static void back_conv(bctx *b, int i, int dy)
 {
-    const vxm_node *f = &b->g->nodes[i];
+    const vxm_node fn = b->g->nodes[i], *f = &fn; /* a copy: push() may move g->nodes (realloc) */
     int x = f->in[0], w = f->in[1], bias = f->in[2];
     vxm_conv_params cp = f->p.conv;
     if (cp.leaky) { /* the fused LeakyReLU: its output has the sign of its input */
@@ -89,7 +89,7 @@ static void back_conv(bctx *b, int i, int dy)
 
 static void back_transform(bctx *b, int i, int dy)
 {
-    const vxm_node *f = &b->g->nodes[i];
+    const vxm_node fn = b->g->nodes[i], *f = &fn; /* a copy: push() may move g->nodes (realloc) */
     if (f->p.transform.interp != VXM_INTERP_LINEAR) {
         b->st = vxm_error(b->ctx, VXM_EUNSUPPORTED, f->name, "nearest interpolation has no gradient");
         return;
@@ -111,7 +111,7 @@ static void back_transform(bctx *b, int i, int dy)
 
 static void back_loss(bctx *b, int i)
 {
-    const vxm_node *f = &b->g->nodes[i];
+    const vxm_node fn = b->g->nodes[i], *f = &fn; /* a copy: push() may move g->nodes (realloc) */
     for (int k = 0; k < f->n_in; k++) {
         int src = f->in[k];
         if (!wants(b, src))
@@ -121,6 +121,7 @@ static void back_loss(bctx *b, int i)
         n.p.loss = f->p.loss;
         n.p.loss.kind = f->op;
         n.p.loss.wrt = k;
+        n.p.loss.of = i;
         accumulate(b, src, push(b, &n));
     }
 }
@@ -128,7 +129,7 @@ static void back_loss(bctx *b, int i)
 /* Appends the backward nodes of forward node i, whose output gradient is node dy. */
 static void back_node_of(bctx *b, int i, int dy)
 {
-    const vxm_node *f = &b->g->nodes[i];
+    const vxm_node fn = b->g->nodes[i], *f = &fn; /* a copy: push() may move g->nodes (realloc) */
     vxm_node n;
     switch (f->op) {
     case VXM_OP_INPUT:
@@ -172,6 +173,14 @@ static void back_node_of(bctx *b, int i, int dy)
         accumulate(b, f->in[0], push(b, &n));
         return;
     case VXM_OP_TRANSFORM: back_transform(b, i, dy); return;
+    case VXM_OP_ELU: /* dx = dy * (x > 0 ? 1 : exp(x)), from the ELU's input (backend.h) */
+        n = back_node(b, VXM_OP_ELU_BACK, f->in[0], "_elu_back", f->in[0], dy, -1);
+        accumulate(b, f->in[0], push(b, &n));
+        return;
+    case VXM_OP_RESHAPE: /* the same data in the input's shape */
+        n = back_node(b, VXM_OP_RESHAPE, f->in[0], "_reshape_back", dy, -1, -1);
+        accumulate(b, f->in[0], push(b, &n));
+        return;
     case VXM_OP_ADD:
         accumulate(b, f->in[0], dy);
         accumulate(b, f->in[1], dy);

@@ -220,6 +220,9 @@ static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
                                     n->p.transform.fill, y);
     case VXM_OP_SAMPLE: return o->sample_normal(be, a, b, ex->deterministic ? NULL : c, y);
     case VXM_OP_ADD: return o->add(be, a, b, y);
+    case VXM_OP_ELU: return o->elu(be, a, y);
+    case VXM_OP_RESHAPE: /* usually the input's own buffer (inplace_source); else a copy over numel */
+        return a->buf == y->buf ? VXM_OK : o->blend(be, 1.0f, a, 0.0f, a, y);
     case VXM_OP_LOSS_MSE: return o->mse_loss(be, a, b, y);
     case VXM_OP_LOSS_NCC: return o->ncc_loss(be, a, b, n->p.loss.win, n->p.loss.eps, y);
     case VXM_OP_LOSS_GRAD: return o->grad_loss(be, a, n->p.loss.ndim, n->p.loss.l1, y);
@@ -239,6 +242,7 @@ static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
         return o->spatial_transform_backward(be, a, b, c, ndim, n->p.transform.use_fill, NULL, y);
     case VXM_OP_SAMPLE_BACK: return o->sample_normal_backward(be, a, b, c, y);
     case VXM_OP_LOSS_BACK: return run_loss_back(be, n, a, b, y);
+    case VXM_OP_ELU_BACK: return o->elu_backward(be, a, b, y);
     case VXM_OP_COUNT: break;
     }
     return vxm_error(be->ctx, VXM_EINVAL, be->spec, "unknown op in node %s", n->name);
@@ -252,9 +256,12 @@ static int inplace_source(const vxm_exec *ex, int i)
     const vxm_node *n = &ex->g->nodes[i];
     int cand[2] = {-1, -1};
     switch (n->op) {
-    case VXM_OP_LEAKY_BACK: cand[0] = n->in[1]; break; /* dx may be dy */
+    case VXM_OP_LEAKY_BACK:
+    case VXM_OP_ELU_BACK: cand[0] = n->in[1]; break; /* dx may be dy */
     case VXM_OP_ADD: cand[0] = n->in[0], cand[1] = n->in[1]; break;
     case VXM_OP_SCALE:
+    case VXM_OP_ELU:
+    case VXM_OP_RESHAPE: /* a view of the same data */
     case VXM_OP_LEAKY: cand[0] = n->in[0]; break;
     default: return -1;
     }

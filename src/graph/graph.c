@@ -12,8 +12,9 @@ vxm_graph *vxm_graph_new(int ndim)
         g->ndim = ndim;
         g->out_moved = g->out_warp = g->out_preint = -1;
         g->out_flow_mean = g->out_flow_logvar = -1;
-        g->in_source = g->in_target = g->out_neg_moved = -1;
+        g->in_source = g->in_target = g->out_neg_moved = g->out_neg_warp = -1;
         g->in_seg_source = g->in_seg_target = g->out_seg_moved = -1;
+        g->in_hyper = -1;
     }
     return g;
 }
@@ -24,8 +25,23 @@ void vxm_graph_free(vxm_graph *g)
         free(g->nodes);
         free(g->params);
         free(g->param_grad);
+        for (int i = 0; i < g->nowned; i++)
+            free(g->owned[i]);
+        free(g->owned);
         free(g);
     }
+}
+
+float *vxm_graph_alloc_host(vxm_graph *g, size_t n)
+{
+    float **o = realloc(g->owned, sizeof *o * (size_t)(g->nowned + 1));
+    if (!o)
+        return NULL;
+    g->owned = o;
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    if (p)
+        g->owned[g->nowned++] = p;
+    return p;
 }
 
 int vxm_graph_add(vxm_graph *g, const vxm_node *node)
@@ -93,6 +109,12 @@ int vxm_graph_add_conv(vxm_graph *g, int x, const char *layer, const int ksize[3
     int b = w < 0 ? -1 : vxm_graph_add_param(g, layer, "bias", 1, bd, bias);
     if (b < 0)
         return -1;
+    return vxm_graph_add_conv_nodes(g, x, w, b, layer, ksize, stride, cout, leaky, alpha);
+}
+
+int vxm_graph_add_conv_nodes(vxm_graph *g, int x, int w, int b, const char *layer, const int ksize[3],
+                             const int stride[3], int cout, int leaky, float alpha)
+{
     vxm_node n;
     memset(&n, 0, sizeof n);
     n.op = VXM_OP_CONV;
@@ -126,6 +148,30 @@ static vxm_node node_from(const vxm_graph *g, vxm_op op, const char *name, int i
     n.channels = g->nodes[in0].channels;
     n.flags = g->nodes[in0].flags & VXM_NODE_GRAD;
     return n;
+}
+
+int vxm_graph_add_input(vxm_graph *g, const char *name, int index, const int shape[3], int channels)
+{
+    vxm_node n;
+    memset(&n, 0, sizeof n);
+    n.op = VXM_OP_INPUT;
+    snprintf(n.name, sizeof n.name, "%s", name);
+    memcpy(n.shape, shape, sizeof n.shape);
+    n.channels = channels;
+    n.p.input.index = index;
+    return vxm_graph_add(g, &n);
+}
+
+int vxm_graph_add_op(vxm_graph *g, vxm_op op, const char *name, int in0, int in1)
+{
+    if (in0 < 0 || (in1 < 0 && op == VXM_OP_ADD))
+        return -1;
+    vxm_node n = node_from(g, op, name, in0);
+    if (in1 >= 0) {
+        n.in[n.n_in++] = in1;
+        n.flags |= g->nodes[in1].flags & VXM_NODE_GRAD;
+    }
+    return vxm_graph_add(g, &n);
 }
 
 static int add_scale(vxm_graph *g, int in, float s, const char *name)
@@ -207,6 +253,14 @@ int vxm_graph_add_loss(vxm_graph *g, vxm_op op, const char *name, int a, int b, 
     return vxm_graph_add(g, &n);
 }
 
+void vxm_graph_set_loss_weight(vxm_graph *g, int loss, double weight)
+{
+    g->nodes[loss].p.loss.weight = weight;
+    for (int i = loss + 1; i < g->n; i++)
+        if (g->nodes[i].op == VXM_OP_LOSS_BACK && g->nodes[i].p.loss.of == loss)
+            g->nodes[i].p.loss.weight = weight;
+}
+
 double vxm_graph_conv_flops(const vxm_graph *g)
 {
     double total = 0;
@@ -227,12 +281,14 @@ const char *vxm_op_name(vxm_op op)
         [VXM_OP_LEAKY] = "leaky_relu", [VXM_OP_MAXPOOL] = "maxpool", [VXM_OP_UPSAMPLE] = "upsample",
         [VXM_OP_CONCAT] = "concat", [VXM_OP_SCALE] = "scale", [VXM_OP_RESIZE] = "resize", [VXM_OP_VECINT] = "vecint",
         [VXM_OP_TRANSFORM] = "transform", [VXM_OP_SAMPLE] = "sample", [VXM_OP_ADD] = "add",
+        [VXM_OP_ELU] = "elu", [VXM_OP_RESHAPE] = "reshape",
         [VXM_OP_LOSS_MSE] = "loss_mse", [VXM_OP_LOSS_NCC] = "loss_ncc", [VXM_OP_LOSS_GRAD] = "loss_grad",
         [VXM_OP_LOSS_DICE] = "loss_dice", [VXM_OP_LOSS_KL] = "loss_kl", [VXM_OP_CONV_BACK_DATA] = "conv_back_data",
         [VXM_OP_CONV_BACK_FILTER] = "conv_back_filter", [VXM_OP_CONV_BACK_BIAS] = "conv_back_bias",
         [VXM_OP_LEAKY_BACK] = "leaky_back", [VXM_OP_MAXPOOL_BACK] = "maxpool_back",
         [VXM_OP_UPSAMPLE_BACK] = "upsample_back", [VXM_OP_SLICE] = "slice", [VXM_OP_RESIZE_BACK] = "resize_back",
         [VXM_OP_TRANSFORM_BACK_IMAGE] = "transform_back_image", [VXM_OP_TRANSFORM_BACK_DISP] = "transform_back_disp",
-        [VXM_OP_SAMPLE_BACK] = "sample_back", [VXM_OP_LOSS_BACK] = "loss_back"};
+        [VXM_OP_SAMPLE_BACK] = "sample_back", [VXM_OP_LOSS_BACK] = "loss_back",
+        [VXM_OP_ELU_BACK] = "elu_back"};
     return (unsigned)op < VXM_OP_COUNT && names[op] ? names[op] : "?";
 }

@@ -28,6 +28,8 @@ typedef enum vxm_op {
     VXM_OP_TRANSFORM, /* in: image, displacement; p.transform */
     VXM_OP_SAMPLE,    /* in: mean, log-variance, noise (VXM_OP_NOISE) */
     VXM_OP_ADD,       /* in: a, b */
+    VXM_OP_ELU,       /* in: x; x > 0 ? x : exp(x) - 1 (conditional templates' Dense, training doc §4.2) */
+    VXM_OP_RESHAPE,   /* in: x; same numel, the node's shape/channels (Keras Reshape: channels-last data unchanged) */
     /* losses: one float, the per-sample loss before its factor and weight; p.loss */
     VXM_OP_LOSS_MSE,  /* in: y_true, y_pred */
     VXM_OP_LOSS_NCC,  /* in: y_true, y_pred */
@@ -47,6 +49,7 @@ typedef enum vxm_op {
     VXM_OP_TRANSFORM_BACK_DISP,  /* in: image, displacement, dy; p.transform */
     VXM_OP_SAMPLE_BACK,      /* in: log-variance, noise, dy -> d log-variance */
     VXM_OP_LOSS_BACK,        /* in: the loss node's inputs; p.loss (kind, wrt) -> d loss / d in[wrt] */
+    VXM_OP_ELU_BACK,         /* in: x (the ELU's input), dy */
     VXM_OP_COUNT
 } vxm_op;
 
@@ -69,7 +72,8 @@ typedef struct vxm_loss_params {
     int ndim;      /* Grad / KL: spatial axes */
     float prior_lambda; /* KL */
     double factor; /* per-sample loss = factor * op value (1/sigma^2 for MSE, loss_mult for Grad) */
-    double weight; /* Keras loss weight */
+    double weight; /* Keras loss weight (vxm_graph_set_loss_weight changes it between runs) */
+    int of;        /* LOSS_BACK: the loss node it differentiates */
 } vxm_loss_params;
 
 /* Per-op parameters; the op says which member is valid. */
@@ -101,7 +105,7 @@ typedef struct vxm_node {
 /* A trainable weight: Keras layer and kind, Keras shape, host values (owned by the model or the trainer). */
 typedef struct vxm_graph_param {
     char layer[VXM_NODE_NAME_MAX];
-    char kind[8]; /* "kernel" or "bias" */
+    char kind[24]; /* "kernel", "bias", or a HyperConv weight ("hyperkernel_kernel", ...) */
     int rank;
     long dims[5];
     size_t numel;
@@ -120,15 +124,26 @@ typedef struct vxm_graph {
     int out_flow_mean, out_flow_logvar; /* probabilistic models: the flow parameters, else -1 */
     int in_source, in_target;           /* the image inputs */
     int out_neg_moved;                  /* training, bidir: target warped by the negated field, else -1 */
+    int out_neg_warp;                   /* training, bidir: the final negated (inverse) displacement, else -1 */
     int in_seg_source, in_seg_target, out_seg_moved; /* training, semi-supervised, else -1 */
+    int in_hyper; /* HyperMorph: the hyper-parameter input (1x1x1, nb_hyp_params channels, input index 4), else -1 */
     int n_forward; /* nodes before the backward pass (== n until vxm_graph_build_backward) */
     int *param_grad; /* after vxm_graph_build_backward: node holding the gradient of each parameter (-1: none) */
+    float **owned;   /* host arrays the graph owns (parameters it made itself: graph/split.c), freed with it */
+    int nowned;
 } vxm_graph;
 
 vxm_graph *vxm_graph_new(int ndim);
 void vxm_graph_free(vxm_graph *g);
+/* A host array of n floats owned by the graph (freed by vxm_graph_free), or NULL when out of memory. */
+float *vxm_graph_alloc_host(vxm_graph *g, size_t n);
 /* Appends a node (copied) and returns its index, or -1 when out of memory. */
 int vxm_graph_add(vxm_graph *g, const vxm_node *node);
+/* Appends an INPUT leaf (host input `index` of the executor) of the given shape; -1 when out of memory. */
+int vxm_graph_add_input(vxm_graph *g, const char *name, int index, const int shape[3], int channels);
+/* Appends a node of `op` on in0 (and in1 when >= 0, e.g. ADD) with in0's shape and channels and the inputs'
+ * gradient flags; -1 when out of memory or an input is -1 (so that calls can be chained). */
+int vxm_graph_add_op(vxm_graph *g, vxm_op op, const char *name, int in0, int in1);
 /* Registers a parameter and appends its PARAM node; returns the node index or -1 (out of memory). */
 int vxm_graph_add_param(vxm_graph *g, const char *layer, const char *kind, int rank, const long *dims,
                         const float *host);
@@ -136,6 +151,10 @@ int vxm_graph_add_param(vxm_graph *g, const char *layer, const char *kind, int r
  * the output shape follows TF SAME padding.  ksize/stride per axis (2-D: axis 0 is 1).  -1 when out of memory. */
 int vxm_graph_add_conv(vxm_graph *g, int x, const char *layer, const int ksize[3], const int stride[3], int cout,
                        int leaky, float alpha, const float *kernel, const float *bias);
+/* The same convolution node with kernel and bias taken from nodes w and b (PARAM leaves, or computed tensors of
+ * 1x1x1 x numel: HyperMorph's hyper-convolutions, graph/hyper.h). */
+int vxm_graph_add_conv_nodes(vxm_graph *g, int x, int w, int b, const char *layer, const int ksize[3],
+                             const int stride[3], int cout, int leaky, float alpha);
 /* VecInt (spec §5) unrolled for training: w = v / 2^T, then T times w = w + transform(w, w), so that its backward
  * is made of transform-backward (into the sampled field and into the locations) and add nodes (training doc §2.7).
  * Node names start with `name`.  Returns the integrated field's node, or -1 when out of memory. */
@@ -146,6 +165,9 @@ int vxm_graph_add_rescale(vxm_graph *g, int in, double f, vxm_resize_mapping map
 /* Appends a loss node (flags loss + output) on node a (and b, or -1): its value is the per-sample loss before
  * factor and weight; NCC window 9 on the image axes, eps 1e-5 (training doc §2.1).  -1 when out of memory. */
 int vxm_graph_add_loss(vxm_graph *g, vxm_op op, const char *name, int a, int b, double factor, double weight);
+/* Sets the weight of loss node `loss` and of the LOSS_BACK nodes that differentiate it, for the next runs
+ * (HyperMorph weights every sample's terms by its own lambda, training doc §5). */
+void vxm_graph_set_loss_weight(vxm_graph *g, int loss, double weight);
 /* Sum of convolution FLOPs (2 per multiply-add) of the forward nodes. */
 double vxm_graph_conv_flops(const vxm_graph *g);
 const char *vxm_op_name(vxm_op op);
@@ -174,7 +196,7 @@ void vxm_weights_free(vxm_weights *w);
 /* ---- execution ---------------------------------------------------------------------------------------- */
 typedef struct vxm_exec vxm_exec;
 
-#define VXM_EXEC_MAX_INPUTS 4
+#define VXM_EXEC_MAX_INPUTS 5 /* moving, fixed, two segmentations, the HyperMorph hyper-parameters (index 4) */
 
 /* Prepares a run: `inputs[k]` are host arrays (channels-last) for VXM_OP_INPUT nodes of index k; `weights` (may be
  * NULL: uploaded for this run) binds the PARAM nodes.  `seed` drives the noise nodes unless `deterministic`. */

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/split.h"
 #include "model/model.h"
 
 static vxm_status check_finite(vxm_context *ctx, const vxm_volume *v, const char *what)
@@ -74,9 +75,18 @@ static vxm_status register_exact(vxm_context *ctx, vxm_backend *be, const vxm_mo
             be->weights_cache_ctx = m->serial_ctx;
         }
     }
-    const float *in[2] = {moving->data, fixed->data};
+    /* Tensors above the device's largest buffer (the 256-feature SynthMorph models at full size, training doc
+     * §6.4) run as channel groups; their kernel slices are uploaded per run, next to the cached weights. */
+    vxm_weights *w = NULL;
     if (!st)
-        st = vxm_exec_begin_with(be, g, be->weights_cache, in, 2, opt->deterministic, opt->seed, &ex);
+        st = vxm_graph_split_wide(ctx, &g, vxm_backend_alloc_limit(be), m->path);
+    if (!st)
+        st = vxm_weights_extend(be, g, be->weights_cache, &w);
+    /* HyperMorph: the hyper-parameter (vxm_model_set_hyper) is graph input 4 (graph.h in_hyper) */
+    float hyper = (float)m->hyper;
+    const float *in[5] = {moving->data, fixed->data, NULL, NULL, &hyper};
+    if (!st)
+        st = vxm_exec_begin_with(be, g, w, in, g->in_hyper >= 0 ? 5 : 2, opt->deterministic, opt->seed, &ex);
     if (!st)
         st = vxm_exec_run_all(ex);
     if (!st && moved)
@@ -84,6 +94,7 @@ static vxm_status register_exact(vxm_context *ctx, vxm_backend *be, const vxm_mo
     if (!st && warp)
         st = read_output(ctx, ex, g, g->out_warp, fixed, warp);
     vxm_exec_end(ex);
+    vxm_weights_extend_free(w, be->weights_cache);
     vxm_graph_free(g);
     return st;
 }
@@ -130,6 +141,9 @@ vxm_status vxm_register(vxm_context *ctx, vxm_backend *be, const vxm_model *m, c
     vxm_status st = check_inputs(ctx, m, moving, fixed, opt);
     if (st)
         return st;
+    /* HyperMorph (training doc §5): the regularisation weight to register with (vxm_model_set_hyper) */
+    if (vxm_model_hyper_params(m) && !m->hyper_set)
+        return vxm_error(ctx, VXM_EINVAL, m->path, "is a HyperMorph model: give the regularisation weight (--hyper)");
     int pshape[3];
     vxm_padded_shape(m->divisor, moving->ndim, moving->shape, pshape);
     if (memcmp(pshape, moving->shape, sizeof pshape))

@@ -79,6 +79,22 @@ vxm_status vxm_model_stored_shape(const vxm_model *m, int *ndim, int shape[3])
     return VXM_OK;
 }
 
+int vxm_model_hyper_params(const vxm_model *m)
+{
+    return m->kind == VXM_MODEL_VXMDENSE && m->dense.hyper ? m->dense.nb_hyp_params : 0;
+}
+
+vxm_status vxm_model_set_hyper(vxm_context *ctx, vxm_model *m, double lambda)
+{
+    if (!vxm_model_hyper_params(m))
+        return vxm_error(ctx, VXM_EINVAL, m->path, "is not a HyperMorph model: it takes no hyper-parameter");
+    if (!(lambda >= 0.0 && lambda <= 1.0))
+        return vxm_error(ctx, VXM_EINVAL, m->path, "hyper-parameter %g is outside [0, 1]", lambda);
+    m->hyper = lambda;
+    m->hyper_set = 1;
+    return VXM_OK;
+}
+
 vxm_status vxm_model_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out)
 {
@@ -109,8 +125,12 @@ vxm_status vxm_model_describe(vxm_context *ctx, const vxm_model *m, int ndim, co
         APPEND("custom layers use the legacy defaults: linear clamped transformer, 7-step scaling and squaring, "
                "x2 rescale, legacy i/f resize; sampling layers run in mean mode unless a seed is given\n");
     } else {
-        APPEND("model: %s\nclass: VxmDense (%d-D), %d U-Net levels, %d conv(s) per level\n", m->path, c->ndim,
-               vxm_dense_levels(c), c->conv_per_level);
+        APPEND("model: %s\nclass: %s (%d-D), %d U-Net levels, %d conv(s) per level\n", m->path,
+               c->hyper ? "HyperVxmDense" : "VxmDense", c->ndim, vxm_dense_levels(c), c->conv_per_level);
+        if (c->hyper)
+            APPEND("hypernetwork: %d hyper-parameter(s), %d Dense layers of %d ReLU units; every U-Net conv is a "
+                   "hyper-convolution (register with --hyper lambda)\n",
+                   c->nb_hyp_params, c->nb_hyp_layers, c->nb_hyp_units);
         APPEND("encoder features:");
         for (int i = 0; i < c->n_enc; i++)
             APPEND(" %d", c->enc[i]);
@@ -131,7 +151,8 @@ vxm_status vxm_model_describe(vxm_context *ctx, const vxm_model *m, int ndim, co
             continue;
         if (n->op == VXM_OP_CONV) {
             long k = (long)n->p.conv.ksize[0] * n->p.conv.ksize[1] * n->p.conv.ksize[2] * g->nodes[n->in[0]].channels;
-            params += k * n->channels + n->channels;
+            if (g->nodes[n->in[1]].op == VXM_OP_PARAM) /* a hyper-convolution's kernel is computed, not stored */
+                params += k * n->channels + n->channels;
             fl = 2.0 * k * n->channels * n->shape[0] * n->shape[1] * n->shape[2];
         }
         char shp[64];

@@ -21,7 +21,11 @@ typedef struct vxm_dense_config {
     int src_feats, trg_feats;
     int use_fill;
     float fill_value;
-    char name[64]; /* layer-name prefix, "vxm_dense" */
+    char name[64]; /* layer-name prefix, "vxm_dense" ("hyper_vxm_dense" for HyperVxmDense) */
+    /* HyperVxmDense (training doc §5): a hypernetwork of nb_hyp_layers ReLU Dense layers of nb_hyp_units on the
+     * nb_hyp_params hyper-parameters (input index 4) makes the kernel and bias of every U-Net conv; 0 = VxmDense */
+    int hyper;
+    int nb_hyp_params, nb_hyp_layers, nb_hyp_units; /* 1, 6, 128 */
 } vxm_dense_config;
 
 typedef enum vxm_model_kind {
@@ -43,6 +47,8 @@ struct vxm_model {
     const vxm_context *serial_ctx; /* the context that numbered it: (serial_ctx, serial) is unique */
     int new_weights; /* a model being created for training: conv layers absent from `file` get parameters
                       * without host values (the trainer initialises them) */
+    int hyper_set;   /* HyperMorph: vxm_model_set_hyper gave the registration's lambda */
+    double hyper;
 };
 
 /* Parses the root model_config JSON of a current-format file (class VxmDense). */
@@ -59,10 +65,11 @@ vxm_status vxm_keras_graph_build(vxm_context *ctx, const vxm_model *m, int ndim,
 vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out);
 /* training != 0: VecInt unrolled into scale/transform/add nodes (differentiable), plus the training-only outputs:
- * the bidirectional branch (config bidir) and, with seg_channels > 0, the semi-supervised segmentation branch
- * (inputs 2, 3: source/target one-hot maps strided to half size). */
+ * the bidirectional branch (config bidir) and, with seg_channels > 0, the segmentation branch (inputs 2, 3:
+ * source/target one-hot maps): strided to half size and warped by the half-size warp (semi-supervised), or with
+ * seg_full_res at full size warped by the final warp (SynthMorph). */
 vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3], int training,
-                                    int seg_channels, vxm_graph **out);
+                                    int seg_channels, int seg_full_res, vxm_graph **out);
 vxm_status vxm_model_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out);
 

@@ -171,15 +171,40 @@ static vxm_status parse_config_object(vxm_context *ctx, const char *path, const 
     const cJSON *name = cJSON_GetObjectItemCaseSensitive(cfg, "name");
     if (cJSON_IsString(name) && strlen(name->valuestring) < sizeof c->name)
         snprintf(c->name, sizeof c->name, "%s", name->valuestring);
-    const cJSON *im = cJSON_GetObjectItemCaseSensitive(cfg, "input_model");
+    /* input_model is ignored: SynthMorph saves its generative model there (training doc §6.1), which
+     * register.py overrides with input_model=None; the inputs are then the source/target images. */
     const cJSON *hm = cJSON_GetObjectItemCaseSensitive(cfg, "hyp_model");
-    if (!json_is_null(im) || !json_is_null(hm))
-        return vxm_error(ctx, VXM_EUNSUPPORTED, path, "model_config: input_model / hyp_model are not supported");
+    if (!json_is_null(hm))
+        return vxm_error(ctx, VXM_EUNSUPPORTED, path, "model_config: hyp_model is not supported");
 
     if (c->n_enc < 1 || c->n_enc % c->conv_per_level != 0 || c->n_dec < c->n_enc)
         return vxm_error(ctx, VXM_EFORMAT, path,
                          "model_config: encoder has %d convs, not a multiple of %d per level, or decoder shorter",
                          c->n_enc, c->conv_per_level);
+    return VXM_OK;
+}
+
+/* HyperVxmDense(inshape, nb_hyp_params=1, nb_hyp_layers=6, nb_hyp_units=128, name='hyper_vxm_dense', **kwargs)
+ * (training doc §5): its own arguments, and the VxmDense keyword arguments it forwards, in one config object. */
+static vxm_status parse_hyper(vxm_context *ctx, const char *path, const cJSON *cfg, vxm_dense_config *c)
+{
+    c->hyper = 1;
+    c->nb_hyp_params = 1;
+    c->nb_hyp_layers = 6;
+    c->nb_hyp_units = 128;
+    snprintf(c->name, sizeof c->name, "hyper_vxm_dense");
+    vxm_status st;
+    if ((st = parse_config_object(ctx, path, cfg, c)) ||
+        (st = get_int(ctx, path, cfg, "nb_hyp_params", &c->nb_hyp_params)) ||
+        (st = get_int(ctx, path, cfg, "nb_hyp_layers", &c->nb_hyp_layers)) ||
+        (st = get_int(ctx, path, cfg, "nb_hyp_units", &c->nb_hyp_units)))
+        return st;
+    if (c->nb_hyp_layers < 1 || c->nb_hyp_units < 1)
+        return vxm_error(ctx, VXM_EFORMAT, path, "model_config: nb_hyp_layers and nb_hyp_units must be >= 1");
+    if (c->nb_hyp_params != 1)
+        return vxm_error(ctx, VXM_EUNSUPPORTED, path,
+                         "model_config: nb_hyp_params %d (only one hyper-parameter, the regularisation weight, is "
+                         "supported)", c->nb_hyp_params);
     return VXM_OK;
 }
 
@@ -205,6 +230,20 @@ vxm_status vxm_dense_config_parse(vxm_context *ctx, const char *path, const char
         st = vxm_error(ctx, VXM_EFORMAT, path, "not a VoxelMorph model: model_config has no class_name/config");
     } else if (strcmp(cls->valuestring, "VxmDense") == 0) {
         st = parse_config_object(ctx, path, cfg, c);
+    } else if (strcmp(cls->valuestring, "TemplateCreation") == 0) {
+        /* TemplateCreation(inshape, nb_unet_features, mean_cap, atlas_feats, src_feats, **VxmDense kwargs)
+         * (training doc §4.1): a VxmDense whose source is the atlas (atlas_feats channels) and whose target is the
+         * scan (src_feats channels); registration uses it as such (atlas layer and MeanStream are ignored). */
+        int atlas_feats = 1;
+        if (!(st = parse_config_object(ctx, path, cfg, c)) && !(st = get_int(ctx, path, cfg, "atlas_feats", &atlas_feats))) {
+            c->trg_feats = c->src_feats;
+            c->src_feats = atlas_feats;
+            c->bidir = 0;
+            if (atlas_feats < 1)
+                st = vxm_error(ctx, VXM_EFORMAT, path, "model_config: invalid atlas_feats");
+        }
+    } else if (strcmp(cls->valuestring, "HyperVxmDense") == 0) {
+        st = parse_hyper(ctx, path, cfg, c);
     } else {
         st = vxm_error(ctx, VXM_EUNSUPPORTED, path, "model class '%s' is not supported (expected VxmDense)",
                        cls->valuestring);

@@ -53,15 +53,22 @@ char *vxm_dense_config_to_json(const vxm_dense_config *c)
     if (!c)
         return NULL;
     cJSON *root = cJSON_CreateObject();
-    cJSON *cfg = root && cJSON_AddStringToObject(root, "class_name", "VxmDense")
+    cJSON *cfg = root && cJSON_AddStringToObject(root, "class_name", c->hyper ? "HyperVxmDense" : "VxmDense")
                      ? cJSON_AddObjectToObject(root, "config")
                      : NULL;
+    /* HyperVxmDense (training doc §5) takes its hypernetwork sizes and forwards the VxmDense keyword arguments;
+     * it passes hyp_model itself, so the key must be absent (a second value is a TypeError in Python). */
+    if (cfg && c->hyper &&
+        (!cJSON_AddNumberToObject(cfg, "nb_hyp_params", c->nb_hyp_params) ||
+         !cJSON_AddNumberToObject(cfg, "nb_hyp_layers", c->nb_hyp_layers) ||
+         !cJSON_AddNumberToObject(cfg, "nb_hyp_units", c->nb_hyp_units)))
+        cfg = NULL;
     /* unet_half_res / int_downsize are the deprecated aliases (spec §3.2): their effect is already folded into
      * svf_resolution / int_resolution, so they are written as false / null. */
     int bad = !cfg || !cJSON_AddStringToObject(cfg, "name", c->name) ||
               !cJSON_AddStringToObject(cfg, "reg_field", "preintegrated") ||
               add(cfg, "fill_value", c->use_fill ? cJSON_CreateNumber(c->fill_value) : cJSON_CreateNull()) ||
-              !cJSON_AddNullToObject(cfg, "hyp_model") || !cJSON_AddNullToObject(cfg, "input_model") ||
+              (!c->hyper && !cJSON_AddNullToObject(cfg, "hyp_model")) || !cJSON_AddNullToObject(cfg, "input_model") ||
               !cJSON_AddFalseToObject(cfg, "unet_half_res") ||
               !cJSON_AddNumberToObject(cfg, "trg_feats", c->trg_feats) ||
               !cJSON_AddNumberToObject(cfg, "src_feats", c->src_feats) ||

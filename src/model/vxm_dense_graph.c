@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "graph/hyper.h"
 #include "model/model.h"
 
 typedef struct builder {
@@ -11,6 +12,7 @@ typedef struct builder {
     vxm_graph *g;
     int ndim;
     vxm_status st;
+    int hyp; /* HyperVxmDense: the hypernetwork's last Dense node, else -1 */
 } builder;
 
 static int push(builder *b, vxm_node *n)
@@ -98,6 +100,84 @@ static int add_conv(builder *b, int in, const char *layer, int cout, int leaky)
     return i;
 }
 
+/* The file's weights of `layer`: n tensors of the given ranks, or NULL with b->st set (a new model: NULL, no
+ * error, when the file lacks the layer). */
+static const vxm_h5_layer *file_layer(builder *b, const char *layer, int n, const int *ranks)
+{
+    const vxm_h5_layer *L = b->m->file ? vxm_keras_find_layer(b->m->file, layer) : NULL;
+    if (!L && b->m->new_weights)
+        return NULL;
+    int ok = L && L->nweights == n;
+    for (int k = 0; ok && k < n; k++)
+        ok = L->weights[k].rank == ranks[k];
+    if (!ok)
+        b->st = vxm_error(b->ctx, VXM_EFORMAT, b->m->path, "layer %s with %d weight tensors is missing", layer, n);
+    return ok ? L : NULL;
+}
+
+/* HyperVxmDense's hypernetwork (networks.py HyperVxmDense): input <name>_hyp_input (index 4), then nb_hyp_layers
+ * Dense(nb_hyp_units, relu) <name>_hyp_dense_<k>, k = 1..; sets b->hyp. */
+static void add_hypernet(builder *b, const char *name_input)
+{
+    const vxm_dense_config *c = &b->m->dense;
+    vxm_node in = node_like(b, VXM_OP_INPUT, name_input, -1);
+    in.shape[0] = in.shape[1] = in.shape[2] = 1;
+    in.channels = c->nb_hyp_params;
+    in.p.input.index = 4;
+    int x = b->g->in_hyper = push(b, &in);
+    static const int ranks[2] = {2, 1};
+    char nm[VXM_NODE_NAME_MAX];
+    for (int k = 1; k <= c->nb_hyp_layers && !b->st; k++) {
+        snprintf(nm, sizeof nm, "%.60s_hyp_dense_%d", c->name, k);
+        const vxm_h5_layer *L = file_layer(b, nm, 2, ranks);
+        if (b->st)
+            return;
+        int units = c->nb_hyp_units, fin = b->g->nodes[x].channels;
+        if (L && (L->weights[0].dims[0] != fin || L->weights[0].dims[1] != units ||
+                  L->weights[1].numel != (size_t)units)) {
+            b->st = vxm_error(b->ctx, VXM_EFORMAT, b->m->path, "layer %s: expected a Dense %d->%d", nm, fin, units);
+            return;
+        }
+        x = vxm_graph_add_dense(b->g, x, nm, units, 1, L ? L->weights[0].data : NULL, L ? L->weights[1].data : NULL);
+        if (x < 0)
+            b->st = vxm_error(b->ctx, VXM_ENOMEM, b->m->path, "out of memory building the graph");
+    }
+    b->hyp = x;
+}
+
+/* A U-Net conv: Conv (add_conv), or for HyperVxmDense a HyperConvFromDense fed by the hypernetwork (§5). */
+static int unet_conv(builder *b, int in, const char *layer, int cout)
+{
+    if (b->hyp < 0 || b->st)
+        return add_conv(b, in, layer, cout, 1);
+    static const int ranks[4] = {2, 1, 2, 1};
+    const vxm_h5_layer *L = file_layer(b, layer, 4, ranks);
+    if (b->st)
+        return -1;
+    int ksize[3];
+    long nk = (long)b->g->nodes[in].channels * cout;
+    for (int d = 0; d < 3; d++) {
+        ksize[d] = d >= 3 - b->ndim ? 3 : 1;
+        nk *= ksize[d];
+    }
+    long units = b->g->nodes[b->hyp].channels;
+    if (L && (L->weights[0].dims[0] != units || L->weights[0].dims[1] != nk || L->weights[1].dims[0] != nk ||
+              L->weights[2].dims[0] != units || L->weights[2].dims[1] != cout || L->weights[3].dims[0] != cout)) {
+        b->st = vxm_error(b->ctx, VXM_EFORMAT, b->m->path,
+                          "layer %s: expected a hyper-convolution %d->%d driven by %ld hypernetwork units", layer,
+                          b->g->nodes[in].channels, cout, units);
+        return -1;
+    }
+    const float *w[4] = {NULL, NULL, NULL, NULL};
+    for (int k = 0; L && k < 4; k++)
+        w[k] = L->weights[k].data;
+    /* LeakyReLU(0.2) after every U-Net conv (_conv_block), as for VxmDense */
+    int i = vxm_graph_add_hyperconv(b->g, in, b->hyp, layer, ksize, cout, 1, 0.2f, w);
+    if (i < 0)
+        b->st = vxm_error(b->ctx, VXM_ENOMEM, b->m->path, "out of memory building the graph");
+    return i;
+}
+
 static int add_pool_or_upsample(builder *b, vxm_op op, int in, const char *name)
 {
     vxm_node n = node_like(b, op, name, in);
@@ -111,6 +191,8 @@ static int add_pool_or_upsample(builder *b, vxm_op op, int in, const char *name)
 
 static int add_concat(builder *b, int a, int c, const char *name)
 {
+    if (b->st)
+        return -1; /* a or c may be -1 after an error */
     vxm_node n = node_like(b, VXM_OP_CONCAT, name, a);
     n.in[1] = c;
     n.n_in = 2;
@@ -155,7 +237,7 @@ static int build_unet(builder *b, int x)
     for (int l = 0; l < L - 1; l++) {
         for (int k = 0; k < n; k++) {
             layer_name(nm, b, "unet_enc_conv_%d_%d", l, k);
-            x = add_conv(b, x, nm, c->enc[l * n + k], 1);
+            x = unet_conv(b, x, nm, c->enc[l * n + k]);
         }
         skips[l] = x;
         layer_name(nm, b, "unet_enc_pooling_%d", l, 0);
@@ -165,7 +247,7 @@ static int build_unet(builder *b, int x)
         int r = L - 2 - t;
         for (int k = 0; k < n; k++) {
             layer_name(nm, b, "unet_dec_conv_%d_%d", r, k);
-            x = add_conv(b, x, nm, c->dec[t * n + k], 1);
+            x = unet_conv(b, x, nm, c->dec[t * n + k]);
         }
         if (t < L - 1 - S) {
             layer_name(nm, b, "unet_dec_upsample_%d", r, 0);
@@ -176,7 +258,7 @@ static int build_unet(builder *b, int x)
     }
     for (int k = c->n_enc; k < c->n_dec; k++) {
         layer_name(nm, b, "unet_dec_final_conv_%d", k - c->n_enc, 0);
-        x = add_conv(b, x, nm, c->dec[k], 1);
+        x = unet_conv(b, x, nm, c->dec[k]);
     }
     return x;
 }
@@ -260,15 +342,15 @@ static int integrate(builder *b, int preint, const int shape[3], int training, c
 vxm_status vxm_dense_build_graph(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3],
                                  vxm_graph **out)
 {
-    return vxm_dense_build_graph_ex(ctx, m, ndim, shape, 0, 0, out);
+    return vxm_dense_build_graph_ex(ctx, m, ndim, shape, 0, 0, 0, out);
 }
 
 vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int ndim, const int shape[3], int training,
-                                    int seg_channels, vxm_graph **out)
+                                    int seg_channels, int seg_full_res, vxm_graph **out)
 {
     const vxm_dense_config *c = &m->dense;
     *out = NULL;
-    builder b = {ctx, m, NULL, ndim, VXM_OK};
+    builder b = {ctx, m, NULL, ndim, VXM_OK, -1};
     if (ndim != c->ndim)
         return vxm_error(ctx, VXM_ESHAPE, m->path, "model is %d-D but the images are %d-D", c->ndim, ndim);
     if ((b.st = check_shape(&b, shape)))
@@ -290,6 +372,10 @@ vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int nd
     in.channels = c->trg_feats;
     in.p.input.index = 1;
     int trg = push(&b, &in);
+    if (c->hyper) {
+        layer_name(nm, &b, "hyp_input", 0, 0);
+        add_hypernet(&b, nm);
+    }
     layer_name(nm, &b, "unet_input_concat", 0, 0);
     int x = add_concat(&b, src, trg, nm);
     x = build_unet(&b, x);
@@ -345,14 +431,16 @@ vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int nd
         int neg = add_scale(&b, preint, -1.0f, nm);
         int neg_warp = integrate(&b, neg, shape, training, "neg_");
         layer_name(nm, &b, "neg_transformer", 0, 0);
+        b.g->out_neg_warp = neg_warp;
         b.g->out_neg_moved = add_transform(&b, trg, neg_warp, nm);
     }
     if (training && seg_channels > 0 && !b.st) {
         /* VxmDenseSemiSupervisedSeg (spec §8.2): the source one-hot, strided to half size by the generator, warped
-         * linearly by RescaleTransform(1/2) of the final warp (linspace mapping) */
+         * linearly by RescaleTransform(1/2) of the final warp (linspace mapping).  SynthMorph (training doc §6.1)
+         * warps the full-resolution one-hot map by the final warp itself. */
         vxm_node si = node_like(&b, VXM_OP_INPUT, "", -1);
         for (int d = 0; d < 3; d++)
-            si.shape[d] = d >= 3 - ndim ? (shape[d] + 1) / 2 : shape[d];
+            si.shape[d] = d >= 3 - ndim && !seg_full_res ? (shape[d] + 1) / 2 : shape[d];
         si.channels = seg_channels;
         for (int k = 2; k < 4; k++) {
             layer_name(nm, &b, k == 2 ? "source_seg_input" : "target_seg_input", 0, 0);
@@ -365,10 +453,10 @@ vxm_status vxm_dense_build_graph_ex(vxm_context *ctx, const vxm_model *m, int nd
                 b.g->in_seg_target = id;
         }
         layer_name(nm, &b, "seg_resize", 0, 0);
-        int half = add_rescale(&b, warp, 0.5, VXM_RESIZE_LINSPACE, nm);
+        int half = seg_full_res ? warp : add_rescale(&b, warp, 0.5, VXM_RESIZE_LINSPACE, nm);
         layer_name(nm, &b, "seg_transformer", 0, 0);
         if (!b.st && memcmp(b.g->nodes[half].shape, si.shape, sizeof si.shape))
-            b.st = vxm_error(ctx, VXM_ESHAPE, m->path, "the half-resolution warp does not match the strided segmentation");
+            b.st = vxm_error(ctx, VXM_ESHAPE, m->path, "the warp does not match the segmentation input");
         if (!b.st)
             b.g->out_seg_moved = add_transform(&b, b.g->in_seg_source, half, nm);
     }

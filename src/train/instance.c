@@ -51,17 +51,6 @@ size_t vxm_instance_field_numel(const vxm_instance *t)
     return t->numel;
 }
 
-static vxm_node leaf_or_op(vxm_op op, const char *name, const int shape[3], int channels)
-{
-    vxm_node n;
-    memset(&n, 0, sizeof n);
-    n.op = op;
-    snprintf(n.name, sizeof n.name, "%s", name);
-    memcpy(n.shape, shape, sizeof n.shape);
-    n.channels = channels;
-    return n;
-}
-
 /* The forward graph and its losses (training doc §7); -1 somewhere means out of memory. */
 static vxm_status build_graph(vxm_instance *t)
 {
@@ -69,11 +58,8 @@ static vxm_status build_graph(vxm_instance *t)
     vxm_graph *g = t->g = vxm_graph_new(t->ndim);
     if (!g)
         return vxm_error(t->ctx, VXM_ENOMEM, "refine", "out of memory");
-    vxm_node in = leaf_or_op(VXM_OP_INPUT, "instance_moving", t->shape, t->channels);
-    int src = vxm_graph_add(g, &in);
-    snprintf(in.name, sizeof in.name, "instance_fixed");
-    in.p.input.index = 1;
-    int trg = src < 0 ? -1 : vxm_graph_add(g, &in);
+    int src = vxm_graph_add_input(g, "instance_moving", 0, t->shape, t->channels);
+    int trg = src < 0 ? -1 : vxm_graph_add_input(g, "instance_fixed", 1, t->shape, t->channels);
     long dims[4];
     int r = 0;
     for (int d = 3 - t->ndim; d < 3; d++)
@@ -85,12 +71,9 @@ static vxm_status build_graph(vxm_instance *t)
     /* the parameter node carries the field's shape, so that the scale reading it (and its gradient) are fields */
     memcpy(g->nodes[p].shape, t->fshape, sizeof t->fshape);
     g->nodes[p].channels = t->ndim;
-    vxm_node sc = leaf_or_op(VXM_OP_SCALE, "instance_preint", t->fshape, t->ndim);
-    sc.in[0] = p;
-    sc.n_in = 1;
-    sc.flags = VXM_NODE_GRAD;
-    sc.p.scale.s = (float)o->multiplier;
-    int preint = vxm_graph_add(g, &sc), warp = preint;
+    int preint = vxm_graph_add_op(g, VXM_OP_SCALE, "instance_preint", p, -1), warp = preint;
+    if (preint >= 0)
+        g->nodes[preint].p.scale.s = (float)o->multiplier;
     if (warp >= 0 && o->int_steps > 0)
         warp = vxm_graph_add_vecint_unrolled(g, warp, o->int_steps, "instance_flow_int");
     if (warp >= 0 && o->int_downsize > 1) {
@@ -102,13 +85,8 @@ static vxm_status build_graph(vxm_instance *t)
     }
     if (warp < 0)
         return vxm_error(t->ctx, VXM_ENOMEM, "refine", "out of memory");
-    vxm_node tr = leaf_or_op(VXM_OP_TRANSFORM, "instance_transformer", t->shape, t->channels);
-    tr.in[0] = src;
-    tr.in[1] = warp;
-    tr.n_in = 2;
-    tr.flags = VXM_NODE_GRAD;
-    tr.p.transform.interp = VXM_INTERP_LINEAR; /* clamped borders, no fill value (spec §4.2) */
-    int moved = vxm_graph_add(g, &tr);
+    /* linear, clamped borders, no fill value (spec §4.2): the zeroed transform parameters */
+    int moved = vxm_graph_add_op(g, VXM_OP_TRANSFORM, "instance_transformer", src, warp);
     if (moved < 0)
         return vxm_error(t->ctx, VXM_ENOMEM, "refine", "out of memory");
     g->in_source = src;

@@ -37,9 +37,22 @@ typedef struct vxm_train_options {
     int nlabels;
     double dice_weight; /* --dice-weight 0.01 */
     const char *resume; /* --resume D/NNNN.h5: architecture, weights AND optimizer state/step (vxm checkpoints) */
+    /* SynthMorph (train_synthmorph.py, training doc §6.1): new models get svf_resolution = int_resolution = 2; the
+     * samples' segmentations are full-resolution one-hot maps (nlabels channels) warped linearly by the final warp;
+     * losses Dice(target map, warped source map) weight 1 and Grad('l2', loss_mult = reg_param) on the final
+     * displacement, weight 1; no image loss. */
+    int synthmorph;
+    double reg_param; /* --reg-param 1 */
+    /* HyperMorph (train_hypermorph.py, training doc §5): a HyperVxmDense (new models: 6 Dense layers of 128 ReLU
+     * units, svf_resolution 2, int_resolution int_downsize); every sample gets its own lambda (drawn:
+     * vxm_hypermorph_draw, or fixed: vxm_trainer_set_hyper) as the hypernetwork input, and its loss is
+     * (1 - lambda) * image loss + lambda * Grad('l2', loss_mult = int_downsize)(pre-integration field), batch mean.
+     * The `lambda` option is unused.  No bidir / use_probs / labels / synthmorph. */
+    int hypermorph;
 } vxm_train_options;
 
-/* One training sample.  Segmentations (semi-supervised only) are label maps of the image shape, one channel. */
+/* One training sample.  Segmentations (semi-supervised only) are label maps of the image shape, one channel;
+ * SynthMorph: one-hot maps of the image shape with nlabels channels. */
 typedef struct vxm_train_sample {
     const float *moving, *fixed;
     const float *moving_seg, *fixed_seg;
@@ -73,7 +86,8 @@ void vxm_trainer_free(vxm_trainer *t);
 vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *moving, const float *const *fixed,
                                          int batch, vxm_train_losses *losses);
 /* The current model's outputs for one pair (the forward pass of the training graph): moved image (shape x
- * src_feats) and full-resolution warp (shape x ndim); either may be NULL. */
+ * src_feats) and full-resolution warp (shape x ndim); either may be NULL.  HyperMorph: at the lambda of
+ * vxm_trainer_set_hyper (0.5 when none is set). */
 vxm_status vxm_trainer_predict(vxm_trainer *t, const float *moving, const float *fixed, float *moved, float *warp);
 /* One optimiser update with the current gradients (Adam step counter t starts at 1). */
 vxm_status vxm_trainer_apply(vxm_trainer *t);
@@ -81,6 +95,13 @@ vxm_status vxm_trainer_apply(vxm_trainer *t);
 vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train_sample *s, int batch,
                                                  vxm_train_losses *losses);
 vxm_status vxm_trainer_step_samples(vxm_trainer *t, const vxm_train_sample *s, int batch, vxm_train_losses *losses);
+/* HyperMorph: lambda >= 0 fixes every sample's hyper-parameter (tests, vxm_trainer_predict); lambda < 0 (the
+ * default) draws it per sample with vxm_hypermorph_draw(seed, steps done, sample). */
+void vxm_trainer_set_hyper(vxm_trainer *t, double lambda);
+/* train_hypermorph.py's draw (training doc §5): with probability 0.2 an end point 0 or 1 (equally likely), else
+ * uniform in [0, 1); a pure function of (seed, step, sample), so that a resumed run draws what an uninterrupted
+ * one would. */
+double vxm_hypermorph_draw(unsigned long long seed, long step, int sample);
 /* Optimiser updates done so far (restored by --resume). */
 long vxm_trainer_steps_done(const vxm_trainer *t);
 /* compute_gradients + apply. */

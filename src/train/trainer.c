@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "train/trainer_internal.h"
 
 void vxm_train_options_default(vxm_train_options *o)
@@ -28,13 +29,17 @@ void vxm_train_options_default(vxm_train_options *o)
     o->epsilon = 1e-7;
     o->kl_lambda = 10;    /* train.py --kl-lambda */
     o->dice_weight = 0.01; /* train_semisupervised_seg.py */
+    o->reg_param = 1.0;    /* train_synthmorph.py --reg-param */
 }
 
 /* The model: loaded (architecture + weights) or a new VxmDense with train.py's constructor arguments. */
-static vxm_status make_model(vxm_trainer *t, int ndim, const int shape[3], int src_feats, int trg_feats)
+vxm_status vxm_trainer_make_model(vxm_trainer *t, int ndim, const int shape[3], int src_feats, int trg_feats)
 {
     const vxm_train_options *o = &t->opt;
     vxm_status st;
+    if (o->hypermorph && (o->bidir || o->use_probs || o->nlabels > 0 || o->synthmorph))
+        return vxm_error(t->ctx, VXM_EINVAL, "train", "HyperMorph training is unidirectional and unsupervised "
+                                                      "(no bidir, use_probs, labels or SynthMorph)");
     if (o->load_weights) {
         if ((st = vxm_model_load(t->ctx, o->load_weights, &t->model)))
             return st;
@@ -42,6 +47,10 @@ static vxm_status make_model(vxm_trainer *t, int ndim, const int shape[3], int s
         if (m->kind != VXM_MODEL_VXMDENSE)
             return vxm_error(t->ctx, VXM_EUNSUPPORTED, o->load_weights,
                              "is a legacy Keras graph; only VxmDense models can be trained");
+        if (m->dense.hyper != (o->hypermorph != 0))
+            return vxm_error(t->ctx, VXM_EINVAL, o->load_weights,
+                             m->dense.hyper ? "is a HyperVxmDense model: train it with HyperMorph (--hypermorph)"
+                                            : "is not a HyperVxmDense model: HyperMorph training needs one");
         if (o->use_probs && !m->dense.use_probs)
             return vxm_error(t->ctx, VXM_EINVAL, o->load_weights,
                              "--use-probs needs a probabilistic model (this one has no log-sigma head)");
@@ -76,11 +85,23 @@ static vxm_status make_model(vxm_trainer *t, int ndim, const int shape[3], int s
     c->int_steps = o->int_steps;
     c->svf_resolution = 1;               /* train.py leaves it at 1: full-resolution U-Net (pipeline A) */
     c->int_resolution = o->int_downsize; /* int_resolution = args.int_downsize (l.140-149) */
+    if (o->synthmorph) /* train_synthmorph.py l.129-153: half-resolution U-Net output (pipeline B) */
+        c->svf_resolution = c->int_resolution = 2;
     c->src_feats = src_feats;
     c->trg_feats = trg_feats;
     c->bidir = o->bidir;
     c->use_probs = o->use_probs;
     snprintf(c->name, sizeof c->name, "vxm_dense");
+    if (o->hypermorph) {
+        /* train_hypermorph.py (training doc §5): HyperVxmDense(inshape, nb_unet_features, int_steps, int_resolution
+         * 2, svf_resolution 2) with its defaults nb_hyp_params 1, nb_hyp_layers 6, nb_hyp_units 128 */
+        c->hyper = 1;
+        c->nb_hyp_params = 1;
+        c->nb_hyp_layers = 6;
+        c->nb_hyp_units = 128;
+        c->svf_resolution = 2;
+        snprintf(c->name, sizeof c->name, "hyper_vxm_dense");
+    }
     m->kind = VXM_MODEL_VXMDENSE;
     m->ndim = ndim;
     memcpy(m->inshape, shape, sizeof m->inshape);
@@ -117,7 +138,8 @@ static int add_image_loss(vxm_trainer *t, const char *name, int y_true, int y_pr
 /* train.py's loss list (l.156-178): image loss(es) -- [1] or bidirectional [0.5, 0.5] on (fixed, moved) and
  * (moving, fixed warped back) -- then the regulariser weighted by lambda: Grad('l2', loss_mult = int_downsize) on
  * the pre-integration field, or KL(kl_lambda) on the flow mean / log-variance with --use-probs; semi-supervised
- * (train_semisupervised_seg.py) adds Dice(fixed one-hot, warped moving one-hot) weighted by dice_weight. */
+ * (train_semisupervised_seg.py) adds Dice(fixed one-hot, warped moving one-hot) weighted by dice_weight.
+ * HyperMorph has the same two terms (image, Grad), re-weighted per sample by hyper_weights. */
 static vxm_status add_losses(vxm_trainer *t)
 {
     vxm_graph *g = t->g;
@@ -126,6 +148,16 @@ static vxm_status add_losses(vxm_trainer *t)
     if (g->in_target < 0 || g->out_moved < 0 || g->out_preint < 0 || (c->bidir && g->out_neg_moved < 0) ||
         (c->use_probs && g->out_flow_logvar < 0) || (o->nlabels > 0 && g->out_seg_moved < 0))
         return vxm_error(t->ctx, VXM_EINVAL, t->model->path, "model graph lacks the outputs training needs");
+    if (o->synthmorph) {
+        /* train_synthmorph.py l.156-158: add_loss(Dice(map_2, pred) + 1) + add_loss(Grad('l2', reg_param)(pos_flow))
+         * on the final full-resolution displacement; both unweighted (the constant 1 has no gradient) */
+        if (g->out_seg_moved < 0 || g->in_seg_target < 0)
+            return vxm_error(t->ctx, VXM_EINVAL, t->model->path, "model graph lacks the outputs training needs");
+        int r = add_loss(t, VXM_OP_LOSS_DICE, "dice", g->in_seg_target, g->out_seg_moved, 1.0, 1.0);
+        if (r >= 0)
+            r = add_loss(t, VXM_OP_LOSS_GRAD, "grad", g->out_warp, -1, o->reg_param, 1.0);
+        return r < 0 ? vxm_error(t->ctx, VXM_ENOMEM, "train", "out of memory") : VXM_OK;
+    }
     const char *img = o->image_loss == VXM_LOSS_NCC ? "ncc" : "mse";
     const char *img_neg = o->image_loss == VXM_LOSS_NCC ? "ncc_neg" : "mse_neg";
     int r = add_image_loss(t, img, g->in_target, g->out_moved, c->bidir ? 0.5 : 1.0);
@@ -145,7 +177,7 @@ static vxm_status add_losses(vxm_trainer *t)
     return VXM_OK;
 }
 
-static vxm_status alloc_state(vxm_trainer *t)
+vxm_status vxm_trainer_alloc_state(vxm_trainer *t)
 {
     vxm_backend *be = t->be;
     int n = t->g->nparams;
@@ -191,13 +223,14 @@ vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train
     t->ctx = ctx;
     t->be = be;
     t->opt = *o;
+    t->hyper = -1; /* HyperMorph: lambda drawn per sample */
     if (o->resume)
         t->opt.load_weights = o->resume;
     t->ndim = ndim;
     memcpy(t->shape, shape, sizeof t->shape);
-    vxm_status st = make_model(t, ndim, shape, src_feats, trg_feats);
+    vxm_status st = vxm_trainer_make_model(t, ndim, shape, src_feats, trg_feats);
     if (!st)
-        st = vxm_dense_build_graph_ex(ctx, t->model, ndim, shape, 1, o->nlabels, &t->g);
+        st = vxm_dense_build_graph_ex(ctx, t->model, ndim, shape, 1, o->nlabels, o->synthmorph, &t->g);
     if (!st && t->model->new_weights)
         st = vxm_trainer_init_weights(t);
     if (!st)
@@ -207,8 +240,8 @@ vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train
     if (!st)
         st = vxm_weights_upload(be, t->g, &t->w);
     if (!st)
-        st = alloc_state(t);
-    if (!st && o->nlabels > 0)
+        st = vxm_trainer_alloc_state(t);
+    if (!st && o->nlabels > 0 && !o->synthmorph)
         st = alloc_segs(t, o);
     if (!st && o->resume)
         st = vxm_trainer_load_optimizer(t, o->resume);
@@ -239,6 +272,7 @@ void vxm_trainer_free(vxm_trainer *t)
     free(t->labels);
     free(t->seg_onehot[0]);
     free(t->seg_onehot[1]);
+    free(t->model_config);
     vxm_weights_free(t->w);
     vxm_graph_free(t->g);
     vxm_model_free(t->model);
@@ -327,6 +361,31 @@ vxm_status vxm_trainer_step_samples(vxm_trainer *t, const vxm_train_sample *s, i
     return st ? st : vxm_trainer_apply(t);
 }
 
+void vxm_trainer_set_hyper(vxm_trainer *t, double lambda)
+{
+    t->hyper = lambda;
+}
+
+double vxm_hypermorph_draw(unsigned long long seed, long step, int sample)
+{
+    /* one splitmix64 stream per (seed, step, sample) (core/rng.h) */
+    unsigned long long s = (seed ^ 0x68797065726D6F72ULL) + ((unsigned long long)step * 65536ULL +
+                                                             (unsigned long long)sample) * 0xD1B54A32D192ED03ULL;
+    vxm_rng_next(&s);
+    /* train_hypermorph.py l.107-111: if rand() < 0.2: choice([0, 1]) else rand() */
+    if (vxm_rng_uniform(&s) < 0.2)
+        return vxm_rng_uniform(&s) < 0.5 ? 0.0 : 1.0;
+    return vxm_rng_uniform(&s);
+}
+
+/* HyperMorph's per-sample loss (train_hypermorph.py l.162-181, training doc §5): (1 - lambda) * image loss (term 0)
+ * + lambda * Grad (term 1), lambda the float32 network input; Keras then averages over the batch. */
+static void hyper_weights(vxm_trainer *t, float lam)
+{
+    vxm_graph_set_loss_weight(t->g, t->loss_node[0], (double)(1.0f - lam));
+    vxm_graph_set_loss_weight(t->g, t->loss_node[1], (double)lam);
+}
+
 vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train_sample *smp, int batch,
                                                  vxm_train_losses *losses)
 {
@@ -341,9 +400,21 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
     /* Keras averages per-sample losses over the batch (training doc §2.6): the gradient is the mean of the
      * per-sample gradients. */
     float inv_b = 1.0f / (float)batch;
+    int hyper = t->model->dense.hyper;
     for (int b = 0; b < batch && !st; b++) {
-        const float *in[4] = {smp[b].moving, smp[b].fixed, NULL, NULL};
-        if (t->opt.nlabels > 0) {
+        const float *in[5] = {smp[b].moving, smp[b].fixed, NULL, NULL, NULL};
+        float lam = 0;
+        if (hyper) { /* HyperMorph: this sample's lambda is the hypernetwork input and weights its terms */
+            lam = (float)(t->hyper >= 0 ? t->hyper : vxm_hypermorph_draw(t->opt.seed, t->step, b));
+            in[4] = &lam;
+            hyper_weights(t, lam);
+        }
+        if (t->opt.nlabels > 0 && t->opt.synthmorph) {
+            if (!smp[b].moving_seg || !smp[b].fixed_seg)
+                return vxm_error(t->ctx, VXM_EINVAL, "train", "SynthMorph training needs both one-hot label maps");
+            in[2] = smp[b].moving_seg;
+            in[3] = smp[b].fixed_seg;
+        } else if (t->opt.nlabels > 0) {
             if (!smp[b].moving_seg || !smp[b].fixed_seg)
                 return vxm_error(t->ctx, VXM_EINVAL, "train", "semi-supervised training needs both segmentations");
             one_hot_strided(t, smp[b].moving_seg, t->seg_onehot[0]);
@@ -357,7 +428,7 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
         unsigned long long noise_seed =
             (t->opt.seed + 1) * 0x9E3779B97F4A7C15ULL ^ ((unsigned long long)t->step * 64 + (unsigned long long)b);
         vxm_exec *ex = NULL;
-        st = vxm_exec_begin_with(be, g, t->w, in, 4, det, noise_seed, &ex);
+        st = vxm_exec_begin_with(be, g, t->w, in, 5, det, noise_seed, &ex);
         const char *prof = getenv("VXM_PROFILE"); /* per-op time table on stderr (the benchmark's breakdown) */
         if (!st && prof && *prof)
             st = vxm_exec_set_profiling(ex, 1);
@@ -367,8 +438,8 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
             print_profile(g, ex);
         for (int i = 0; i < t->names.n && !st; i++) {
             float v;
-            if (!(st = vxm_exec_read(ex, t->loss_node[i], &v)))
-                raw[i] += v;
+            if (!(st = vxm_exec_read(ex, t->loss_node[i], &v))) /* HyperMorph: weighted per sample */
+                raw[i] += hyper ? g->nodes[t->loss_node[i]].p.loss.weight * v : v;
         }
         for (int k = 0; k < g->nparams && !st; k++) {
             int gn = g->param_grad[k];
@@ -383,7 +454,7 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
     L.total = 0;
     for (int i = 0; i < L.n; i++) {
         const vxm_loss_params *p = &g->nodes[t->loss_node[i]].p.loss;
-        L.value[i] = p->weight * p->factor * raw[i] / batch;
+        L.value[i] = (hyper ? 1.0 : p->weight) * p->factor * raw[i] / batch;
         L.total += L.value[i];
     }
     if (losses)
@@ -397,9 +468,10 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
 
 vxm_status vxm_trainer_predict(vxm_trainer *t, const float *moving, const float *fixed, float *moved, float *warp)
 {
-    const float *in[2] = {moving, fixed};
+    float lam = (float)(t->hyper >= 0 ? t->hyper : 0.5);
+    const float *in[5] = {moving, fixed, NULL, NULL, &lam};
     vxm_exec *ex = NULL;
-    vxm_status st = vxm_exec_begin_with(t->be, t->g, t->w, in, 2, 1, 0, &ex);
+    vxm_status st = vxm_exec_begin_with(t->be, t->g, t->w, in, 5, 1, 0, &ex);
     for (int i = 0; i < t->g->n_forward && !st; i++)
         st = vxm_exec_step(ex, i);
     if (!st && moved)

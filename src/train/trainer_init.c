@@ -1,6 +1,7 @@
 /* Keras initialisers of a new VxmDense (training doc §3.1): U-Net conv kernels he_normal (truncated normal at
  * +-2 sigma, sigma = sqrt(2/fan_in)/0.87962566103423978, fan_in = prod(kernel) * Cin), flow conv N(0, 1e-5),
- * log-sigma conv N(0, 1e-10) with bias -10, other biases zero.  TF's Philox stream cannot be reproduced: only the
+ * log-sigma conv N(0, 1e-10) with bias -10, other biases zero; HyperVxmDense's Dense kernels and HyperConv weights
+ * glorot_uniform.  TF's Philox stream cannot be reproduced: only the
  * distributions are (core/rng.h). */
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +34,15 @@ vxm_status vxm_trainer_init_weights(vxm_trainer *t)
         p->host = h;
         int is_kernel = !strcmp(p->kind, "kernel");
         int flow = ends_with(p->layer, "_flow"), logsig = ends_with(p->layer, "_log_sigma");
+        if ((is_kernel && p->rank == 2) || !strncmp(p->kind, "hyper", 5)) {
+            /* HyperMorph (§3.1): glorot_uniform for the hypernetwork's Dense kernels (in, units) and all four
+             * HyperConv weights; a 1-D weight has fan_in = fan_out = its length, i.e. limit sqrt(3 / length) */
+            double fans = p->rank == 2 ? (double)(p->dims[0] + p->dims[1]) : 2.0 * (double)p->numel;
+            double limit = sqrt(6.0 / fans);
+            for (size_t i = 0; i < p->numel; i++)
+                h[i] = (float)(limit * (2.0 * vxm_rng_uniform(&rng) - 1.0));
+            continue;
+        }
         if (!is_kernel) {
             float v = logsig ? -10.0f : 0.0f;
             for (size_t i = 0; i < p->numel; i++)

@@ -22,7 +22,21 @@ struct vxm_trainer {
     vxm_train_losses names; /* term names and weights */
     int *labels;              /* semi-supervised: copy of the label list */
     float *seg_onehot[2];     /* semi-supervised: strided one-hot source / target maps */
+    double hyper;             /* HyperMorph: every sample's lambda (>= 0), or < 0: drawn per sample */
+    /* Template creation (template.c) reuses the trainer with its own graph: the root model_config to save instead
+     * of the VxmDense one (malloc'd, owned; NULL: VxmDense), the MeanStream mode recorded in the checkpoint's
+     * state group (NULL: none), and non-trainable Keras weights saved after the parameters (MeanStream's
+     * 'mean_stream/mean:0', 'count:0'; owned by the caller; their layers are listed last). */
+    char *model_config;
+    const char *meanstream_mode;
+    const struct vxm_h5_out_weight *extra;
+    int nextra;
 };
+
+/* The model of trainer.c (loaded from o->load_weights, or a new VxmDense with train.py's arguments) and the
+ * device gradient / optimiser buffers of every parameter of t->g; shared with template.c. */
+vxm_status vxm_trainer_make_model(vxm_trainer *t, int ndim, const int shape[3], int src_feats, int trg_feats);
+vxm_status vxm_trainer_alloc_state(vxm_trainer *t);
 
 /* Fills host values for every parameter of a new model (he_normal truncated for U-Net convs, N(0,1e-5) for the
  * flow head, zeros for biases); t->init_host receives the arrays. */

@@ -79,32 +79,68 @@ static void free_list(vxm_h5_out_weight *w, int n)
     free(w);
 }
 
+/* A parameter that is a Keras layer of its own (no node carries its layer name, e.g. TemplateCreation's atlas,
+ * a LocalParamWithInput): listed where its node is. */
+static int weight_only_layer(const vxm_graph *g, int i)
+{
+    if (g->nodes[i].op != VXM_OP_PARAM)
+        return 0;
+    const char *layer = g->params[g->nodes[i].p.param.index].layer;
+    for (int j = 0; j < g->n_forward; j++)
+        if (g->nodes[j].op != VXM_OP_PARAM && !strcmp(g->nodes[j].name, layer))
+            return 0;
+    return 1;
+}
+
+/* Whether the loaded file lists the layer of every weight to save (not so when a plain VxmDense file seeds a
+ * template: no atlas, no mean_stream). */
+static int file_lists_all(const vxm_trainer *t, const vxm_keras_file *f)
+{
+    for (int k = 0; k < t->g->nparams + t->nextra; k++) {
+        const char *layer = k < t->g->nparams ? t->g->params[k].layer : t->extra[k - t->g->nparams].layer;
+        int found = 0;
+        for (int i = 0; i < f->nlayers && !found; i++)
+            found = !strcmp(f->layers[i].name, layer);
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
 /* Keras layer names in model order: the loaded file's list, else the forward graph's layers (a fused LeakyReLU is
- * its own Keras layer "<conv>_activation"). */
+ * its own Keras layer "<conv>_activation") and the extra weights' layers. */
 static int layer_names(const vxm_trainer *t, char ***out)
 {
     const vxm_keras_file *f = t->model->file;
     const vxm_graph *g = t->g;
-    int cap = (f ? f->nlayers : 0) + 2 * g->n_forward + 1, n = 0;
+    int cap = (f ? f->nlayers : 0) + 2 * g->n_forward + t->nextra + 1, n = 0;
     char **names = calloc((size_t)cap, sizeof *names);
     if (!names)
         return -1;
-    if (f && f->nlayers > 0) {
+    if (f && f->nlayers > 0 && file_lists_all(t, f)) {
         for (int i = 0; i < f->nlayers; i++)
             names[n++] = strdup(f->layers[i].name);
     } else {
         for (int i = 0; i < g->n_forward; i++) {
             const vxm_node *nd = &g->nodes[i];
             vxm_op op = nd->op;
+            if (op == VXM_OP_CONV && strchr(nd->name, '/'))
+                continue; /* a HyperConv's kernel / bias generator: part of that layer (graph/hyper.h) */
             if (op == VXM_OP_INPUT || op == VXM_OP_CONV || op == VXM_OP_MAXPOOL || op == VXM_OP_UPSAMPLE ||
                 op == VXM_OP_CONCAT || i == g->out_moved)
                 names[n++] = strdup(nd->name);
-            if (op == VXM_OP_CONV && nd->p.conv.leaky) {
+            else if (weight_only_layer(g, i))
+                names[n++] = strdup(g->params[nd->p.param.index].layer);
+            /* a ReLU (alpha 0) is a hypernetwork Dense layer's own activation, not a layer */
+            if (op == VXM_OP_CONV && nd->p.conv.leaky && nd->p.conv.alpha != 0.0f) {
                 char buf[VXM_NODE_NAME_MAX + 16];
                 snprintf(buf, sizeof buf, "%s_activation", nd->name);
                 names[n++] = strdup(buf);
             }
         }
+        for (int k = 0; k < t->nextra; k++)
+            if (k == 0 || strcmp(t->extra[k].layer, t->extra[k - 1].layer))
+                names[n++] = strdup(t->extra[k].layer);
     }
     for (int i = 0; i < n; i++)
         if (!names[i]) {
@@ -132,6 +168,10 @@ static void fill_state(const vxm_trainer *t, long epoch, const vxm_h5_out_weight
     s->str_name[0] = "optimizer";
     s->str_value[0] = optimizer_name(o->optimizer);
     s->nstr = 1;
+    if (t->meanstream_mode) { /* template creation (training doc §0, §4.1): which MeanStream it ran */
+        s->str_name[s->nstr] = "meanstream";
+        s->str_value[s->nstr++] = t->meanstream_mode;
+    }
     s->int_name[s->nint] = "step";
     s->int_value[s->nint++] = t->step;
     if (epoch >= 0) {
@@ -160,19 +200,24 @@ vxm_status vxm_trainer_save_checkpoint(vxm_trainer *t, const char *path, long ep
     vxm_dense_config cfg = t->model->dense;
     cfg.ndim = t->ndim;
     memcpy(cfg.inshape, t->shape, sizeof cfg.inshape); /* the data's shape (2-D: axis 0 is 1) */
-    char *json = vxm_dense_config_to_json(&cfg);
+    char *json = t->model_config ? strdup(t->model_config) : vxm_dense_config_to_json(&cfg);
     char **names = NULL;
     int nn = json ? layer_names(t, &names) : -1, np = t->g->nparams, adam = t->opt.optimizer == VXM_OPT_ADAM;
-    vxm_h5_out_weight *w = NULL, *m = NULL, *v = NULL;
+    vxm_h5_out_weight *w = NULL, *m = NULL, *v = NULL, *all = NULL;
     vxm_status st;
-    if (!json || nn < 0)
+    if (!json || nn < 0 || !(all = calloc((size_t)(np + t->nextra + 1), sizeof *all)))
         st = vxm_error(t->ctx, VXM_ENOMEM, path, "out of memory");
     else if (!(st = download_all(t, t->w->buf, &w)) && (!adam || (!(st = download_all(t, t->m, &m)) &&
                                                                   !(st = download_all(t, t->v, &v))))) {
         vxm_h5_out_state state;
         fill_state(t, epoch, m, v, &state);
-        st = vxm_h5_write_model_state(t->ctx, path, json, (const char *const *)names, nn, w, np, &state);
+        memcpy(all, w, (size_t)np * sizeof *all); /* the parameters, then the non-trainable extras */
+        if (t->nextra)
+            memcpy(all + np, t->extra, (size_t)t->nextra * sizeof *all);
+        st = vxm_h5_write_model_state(t->ctx, path, json, (const char *const *)names, nn, all, np + t->nextra,
+                                      &state);
     }
+    free(all);
     if (w)
         free_list(w, np);
     if (m)
