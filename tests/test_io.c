@@ -591,6 +591,34 @@ static void test_bad_inputs(void)
     expect_error("io_truncated_npz", OUT "/trunc.npz", NULL, VXM_EFORMAT, NULL);
     truncate_copy(OUT "/big.npy", OUT "/trunc.npy", 30000);
     expect_error("io_truncated_npy", OUT "/trunc.npy", NULL, VXM_EFORMAT, "truncated");
+    /* issue 11: header dimensions corrupted to 200000^3 must be an error before any allocation (ASan reported a
+     * 8.5e15-byte request for such an MGZ): .mgh, .mgz (the gzip stream's header is re-written) and .nii */
+    size_t mlen = 0;
+    unsigned char *mgh = NULL;
+    if (!vxm_volume_write(ctx, OUT "/dims.mgh", big, NULL) && (mgh = slurp(OUT "/dims.mgh", &mlen)) && mlen > 284) {
+        for (int k = 0; k < 3; k++) { /* width, height, depth: big-endian int32 at 4, 8, 12 */
+            mgh[4 + 4 * k] = 0x00, mgh[5 + 4 * k] = 0x03, mgh[6 + 4 * k] = 0x0d, mgh[7 + 4 * k] = 0x40;
+        }
+        spit(OUT "/dims_bad.mgh", mgh, mlen);
+        expect_error("io_corrupt_dims_mgh", OUT "/dims_bad.mgh", NULL, VXM_EFORMAT, "200000 x 200000 x 200000");
+        gzFile gz = gzopen(OUT "/dims_bad.mgz", "wb");
+        if (gz) {
+            gzwrite(gz, mgh, (unsigned)mlen);
+            gzclose(gz);
+        }
+        expect_error("io_corrupt_dims_mgz", OUT "/dims_bad.mgz", NULL, VXM_EFORMAT, "corrupt header");
+    } else {
+        tu_report(0, "io_corrupt_dims_mgh", "cannot write the source file: %s", vxm_context_error(ctx));
+    }
+    free(mgh);
+    unsigned char *nii = NULL;
+    if ((nii = slurp(OUT "/big.nii", &mlen)) && mlen > 352) {
+        short d[8] = {3, 30000, 30000, 30000, 1, 1, 1, 1}; /* dim[] at byte 40, little-endian shorts */
+        memcpy(nii + 40, d, sizeof d);
+        spit(OUT "/dims_bad.nii", nii, mlen);
+        expect_error("io_corrupt_dims_nii", OUT "/dims_bad.nii", NULL, VXM_EFORMAT, NULL);
+    }
+    free(nii);
     vxm_volume_free(big);
 
     unsigned char garbage[1000];

@@ -6,6 +6,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 size_t vxm_dtype_size(vxm_dtype dt)
 {
@@ -187,6 +188,19 @@ void vxm_io_disk_dims(const vxm_volume *v, size_t d[3])
     }
 }
 
+double vxm_io_alloc_ceiling(void)
+{
+    const char *e = getenv("VXM_MAX_ALLOC_MB");
+    if (e && *e) {
+        char *end;
+        double mb = strtod(e, &end);
+        if (end != e && mb > 0)
+            return mb * 1048576.0;
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (double)pages * (double)page : 1e18;
+}
+
 vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc,
                                vxm_volume **out)
 {
@@ -198,6 +212,16 @@ vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, i
         (double)nx * (double)ny * (double)nz * (double)nc > (double)(SIZE_MAX / sizeof(float) / 2))
         return vxm_error(ctx, VXM_EFORMAT, path, "array too large (%lld x %lld x %lld x %lld)", (long long)nx,
                          (long long)ny, (long long)nz, (long long)nc);
+    /* A corrupt header must not turn into a huge allocation (issue 11: an MGZ with damaged dimensions asked for
+     * 8.5e15 bytes): the float32 volume may not exceed the machine's memory, or VXM_MAX_ALLOC_MB when set. */
+    double need = (double)nx * (double)ny * (double)nz * (double)nc * (double)sizeof(float);
+    double limit = vxm_io_alloc_ceiling();
+    if (need > limit)
+        return vxm_error(ctx, VXM_EFORMAT, path,
+                         "header dimensions %lld x %lld x %lld x %lld need %.3g GB as float32, more than the %s "
+                         "(%.3g GB): a corrupt header?",
+                         (long long)nx, (long long)ny, (long long)nz, (long long)nc, need / 1e9,
+                         getenv("VXM_MAX_ALLOC_MB") ? "VXM_MAX_ALLOC_MB limit" : "machine's memory", limit / 1e9);
     int shape[3];
     int ndim;
     if (nz == 1) {

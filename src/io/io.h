@@ -60,6 +60,9 @@ void vxm_io_fortran_to_c(int threads, const void *src, vxm_dtype dt, int swap, c
 void vxm_io_c_to_fortran(int threads, const float *src, size_t n0, size_t n1, size_t n2, size_t nc, float *dst);
 /* Disk spatial dims of a volume: 3-D {n0, n1, n2}; 2-D {shape[1], shape[2], 1}. */
 void vxm_io_disk_dims(const vxm_volume *v, size_t d[3]);
+/* The largest volume a header may ask for, in bytes: the machine's physical memory, or VXM_MAX_ALLOC_MB (MB) when
+ * set.  Checked by vxm_io_volume_alloc before anything is allocated. */
+double vxm_io_alloc_ceiling(void);
 /* Allocates the volume for disk dims (nx, ny, nz) and nc channels following the shape rules above
  * (VXM_EFORMAT for zero/negative/too large sizes, VXM_ENOMEM). */
 vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc,
