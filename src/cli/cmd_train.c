@@ -771,11 +771,11 @@ done:
     free(ckpt);
     free(last);
     vxm_trainer_free(t);
+    train_synth_close(&ts); /* device tensors: before the backend */
     vxm_backend_close(be);
     if (o.synthmorph)
         d.path = NULL; /* borrowed for messages */
     train_data_free(&d);
-    train_synth_close(&ts);
     train_batch_free(&sb);
     vxm_context_free(ctx);
     return rc;

@@ -280,12 +280,13 @@ static void flip_copy(const synth_source *s, const float *in, const int *flip, f
             }
 }
 
-vxm_status synth_source_draw(synth_source *s, vxm_backend *be, int map, const int *flip, unsigned long long seed,
-                             unsigned long long stream, unsigned long long step_stream, float *image, float *onehot,
-                             float *labels)
+/* The synthesis proper: the (flipped) map's indices to the device, labels_to_image into img (shape x nchan) and
+ * warped (shape x 1, input-label indices). */
+static vxm_status draw_indices(synth_source *s, vxm_backend *be, int map, const int *flip, unsigned long long seed,
+                               unsigned long long stream, unsigned long long step_stream, vxm_tensor *img,
+                               vxm_tensor *warped)
 {
-    const vxm_backend_ops *op = be->ops;
-    vxm_tensor idx = {{0}, 0, NULL}, img = {{0}, 0, NULL}, warped = {{0}, 0, NULL}, hot = {{0}, 0, NULL};
+    vxm_tensor idx = {{0}, 0, NULL};
     size_t nvox = (size_t)s->shape[0] * s->shape[1] * s->shape[2];
     float *host = NULL;
     vxm_status st = vxm_tensor_alloc(be, s->shape, 1, &idx);
@@ -304,24 +305,49 @@ vxm_status synth_source_draw(synth_source *s, vxm_backend *be, int map, const in
         if (!st)
             st = vxm_tensor_upload(be, &idx, src);
     }
-    if (!st && !(st = vxm_tensor_alloc(be, s->shape, s->spec.syn.nchan, &img)) &&
-        !(st = vxm_tensor_alloc(be, s->shape, 1, &warped)))
-        st = vxm_synth_labels_to_image(be, &s->spec.syn, s->ndim, &idx, s->nin, seed, stream, step_stream, &img,
-                                       &warped);
+    if (!st)
+        st = vxm_synth_labels_to_image(be, &s->spec.syn, s->ndim, &idx, s->nin, seed, stream, step_stream, img,
+                                       warped);
+    free(host);
+    vxm_tensor_release(be, &idx);
+    return st;
+}
+
+vxm_status synth_source_draw(synth_source *s, vxm_backend *be, int map, const int *flip, unsigned long long seed,
+                             unsigned long long stream, unsigned long long step_stream, float *image, float *onehot,
+                             float *labels)
+{
+    vxm_tensor img = {{0}, 0, NULL}, warped = {{0}, 0, NULL}, hot = {{0}, 0, NULL};
+    size_t nvox = (size_t)s->shape[0] * s->shape[1] * s->shape[2];
+    vxm_status st = vxm_tensor_alloc(be, s->shape, s->spec.syn.nchan, &img);
+    if (!st && !(st = vxm_tensor_alloc(be, s->shape, 1, &warped)))
+        st = draw_indices(s, be, map, flip, seed, stream, step_stream, &img, &warped);
     if (!st && image)
         st = vxm_tensor_download(be, &img, image);
     if (!st && onehot && !(st = vxm_tensor_alloc(be, s->shape, s->nout, &hot)) &&
-        !(st = op->one_hot(be, &warped, s->lut, s->nin, &hot)))
+        !(st = be->ops->one_hot(be, &warped, s->lut, s->nin, &hot)))
         st = vxm_tensor_download(be, &hot, onehot);
     if (!st && labels && !(st = vxm_tensor_download(be, &warped, labels)))
         for (size_t v = 0; v < nvox; v++) {
             int l = s->lut[(int)labels[v]];
             labels[v] = l >= 0 ? (float)s->out_labels[l] : 0.0f;
         }
-    free(host);
-    vxm_tensor_release(be, &idx);
     vxm_tensor_release(be, &img);
     vxm_tensor_release(be, &warped);
     vxm_tensor_release(be, &hot);
+    return st;
+}
+
+vxm_status synth_source_draw_device(synth_source *s, vxm_backend *be, int map, const int *flip,
+                                    unsigned long long seed, unsigned long long stream,
+                                    unsigned long long step_stream, vxm_tensor *image, vxm_tensor *onehot)
+{
+    vxm_tensor warped = {{0}, 0, NULL};
+    vxm_status st = vxm_tensor_alloc(be, s->shape, 1, &warped);
+    if (!st)
+        st = draw_indices(s, be, map, flip, seed, stream, step_stream, image, &warped);
+    if (!st)
+        st = be->ops->one_hot(be, &warped, s->lut, s->nin, onehot);
+    vxm_tensor_release(be, &warped);
     return st;
 }

@@ -50,5 +50,10 @@ void synth_source_close(synth_source *s);
 vxm_status synth_source_draw(synth_source *s, vxm_backend *be, int map, const int *flip, unsigned long long seed,
                              unsigned long long stream, unsigned long long step_stream, float *image, float *onehot,
                              float *labels);
+/* The same into device tensors of `be` the caller allocated and keeps (vxm train --synthmorph: the trainer uses
+ * them as graph inputs without a round trip through the host): image (shape x nchan), onehot (shape x nout). */
+vxm_status synth_source_draw_device(synth_source *s, vxm_backend *be, int map, const int *flip,
+                                    unsigned long long seed, unsigned long long stream,
+                                    unsigned long long step_stream, vxm_tensor *image, vxm_tensor *onehot);
 
 #endif

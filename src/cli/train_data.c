@@ -368,6 +368,8 @@ vxm_train_sample *train_batch_samples(const train_batch *b)
         s[i].fixed = b->fix[i];
         s[i].moving_seg = b->mov_seg[i];
         s[i].fixed_seg = b->fix_seg[i];
+        for (int k = 0; k < 4; k++)
+            s[i].dev[k] = b->dev ? b->dev[4 * i + k] : NULL;
     }
     if (!s)
         fprintf(stderr, "vxm: out of memory\n");

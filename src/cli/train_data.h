@@ -63,6 +63,8 @@ typedef struct train_batch {
     int n;
     const float **mov, **fix;
     const float **mov_seg, **fix_seg; /* semi-supervised label maps, else NULL entries */
+    const vxm_tensor *const *dev;     /* NULL, or per sample 4 tensors on the training device (moving, fixed,
+                                       * moving and fixed one-hot: SynthMorph) used instead of the host arrays */
     int *mov_file, *fix_file;
     vxm_volume **own; /* streamed volumes held by this batch (up to 4n) */
     int *own_file;    /* the file of each own[] entry */

@@ -17,29 +17,45 @@ int train_synth_open(vxm_context *ctx, const synth_spec *spec, int batch, int sa
     ts->batch = batch;
     ts->same_subj = same_subj;
     ts->seed = seed;
-    ts->nvox = (size_t)ts->src.shape[0] * ts->src.shape[1] * ts->src.shape[2];
-    size_t per = ts->nvox * (size_t)(2 * spec->syn.nchan + 2 * ts->src.nout);
-    ts->buf = malloc(per * sizeof(float) * (size_t)batch);
-    if (!ts->buf) {
-        fprintf(stderr, "vxm: out of memory (%zu MB for the synthetic batch)\n",
-                (per * sizeof(float) * (size_t)batch) >> 20);
-        synth_source_close(&ts->src);
-        return 1;
-    }
     return 0;
 }
 
 void train_synth_close(train_synth *ts)
 {
     synth_source_close(&ts->src);
-    free(ts->buf);
-    ts->buf = NULL;
+    for (int k = 0; ts->dev && k < 4 * ts->batch; k++)
+        vxm_tensor_release(ts->be, &ts->dev[k]);
+    free(ts->dev);
+    free(ts->devp);
+    ts->dev = NULL;
+    ts->devp = NULL;
+}
+
+/* The batch's device tensors, once: the synthesised pairs stay on the training device (no host round trip of
+ * 2 x (nchan + nlabels) volumes per sample and step). */
+static vxm_status alloc_dev(train_synth *ts, vxm_backend *be)
+{
+    if (ts->dev)
+        return ts->be == be ? VXM_OK : vxm_error(be->ctx, VXM_EINVAL, "train", "synthetic batch on another device");
+    const synth_source *s = &ts->src;
+    size_t n = 4 * (size_t)ts->batch;
+    ts->be = be;
+    ts->dev = calloc(n, sizeof *ts->dev);
+    ts->devp = calloc(n, sizeof *ts->devp);
+    if (!ts->dev || !ts->devp)
+        return vxm_error(be->ctx, VXM_ENOMEM, "train", "out of memory");
+    vxm_status st = VXM_OK;
+    for (size_t k = 0; k < n && !st; k++) {
+        ts->devp[k] = &ts->dev[k];
+        st = vxm_tensor_alloc(be, s->shape, k % 4 < 2 ? s->spec.syn.nchan : s->nout, &ts->dev[k]);
+    }
+    return st;
 }
 
 vxm_status train_synth_fill(train_synth *ts, vxm_backend *be, long step, train_batch *b)
 {
     const synth_source *s = &ts->src;
-    int B = ts->batch, nchan = s->spec.syn.nchan;
+    int B = ts->batch;
     unsigned long long rs = ts->seed * 0x9E3779B97F4A7C15ULL ^ ((unsigned long long)step + 0x5EEDULL);
     int maps[2 * 64], flip[3] = {0, 0, 0};
     if (B > 64)
@@ -62,24 +78,20 @@ vxm_status train_synth_fill(train_synth *ts, vxm_backend *be, long step, train_b
             flip[3 - s->ndim + axes[i]] = 1;
         }
     }
-    size_t per = ts->nvox * (size_t)(2 * nchan + 2 * s->nout);
-    vxm_status st = VXM_OK;
+    vxm_status st = alloc_dev(ts, be);
     b->step = step;
     b->n = B;
+    b->dev = ts->devp;
     for (int i = 0; i < B && !st; i++) {
-        float *base = ts->buf + per * (size_t)i;
-        float *mov = base, *fix = base + ts->nvox * (size_t)nchan;
-        float *mhot = fix + ts->nvox * (size_t)nchan, *fhot = mhot + ts->nvox * (size_t)s->nout;
+        vxm_tensor *d = &ts->dev[4 * i]; /* moving, fixed, moving one-hot, fixed one-hot */
         /* one stream per synthesised image; the blur widths are shared by the step */
         unsigned long long sm = ((unsigned long long)step * 64 + (unsigned long long)i) * 2;
         unsigned long long step_stream = (unsigned long long)step;
-        st = synth_source_draw(&ts->src, be, maps[i], flip, ts->seed, sm, step_stream, mov, mhot, NULL);
+        st = synth_source_draw_device(&ts->src, be, maps[i], flip, ts->seed, sm, step_stream, &d[0], &d[2]);
         if (!st)
-            st = synth_source_draw(&ts->src, be, maps[B + i], flip, ts->seed, sm + 1, step_stream, fix, fhot, NULL);
-        b->mov[i] = mov;
-        b->fix[i] = fix;
-        b->mov_seg[i] = mhot;
-        b->fix_seg[i] = fhot;
+            st = synth_source_draw_device(&ts->src, be, maps[B + i], flip, ts->seed, sm + 1, step_stream, &d[1],
+                                          &d[3]);
+        b->mov[i] = b->fix[i] = b->mov_seg[i] = b->fix_seg[i] = NULL;
     }
     return st;
 }

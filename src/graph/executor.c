@@ -1,7 +1,8 @@
 /* Graph executor: runs nodes in order through the backend's ops table, releasing every intermediate tensor
  * right after its last consumer so that peak device memory follows the liveness of the graph (forward
  * activations live until the backward node that needs them ran).  Parameter nodes are bound to device buffers
- * uploaded once (vxm_weights), never copied per run. */
+ * uploaded once (vxm_weights), never copied per run; so may input nodes be (vxm_exec_bind_input: data made on the
+ * device, e.g. SynthMorph's synthesised pairs, which would otherwise go to the host and back every step). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@ struct vxm_exec {
     vxm_backend *be;
     const vxm_graph *g;
     const float *inputs[VXM_EXEC_MAX_INPUTS];
+    const vxm_tensor *dev_inputs[VXM_EXEC_MAX_INPUTS]; /* bound device inputs (the caller's, never freed here) */
     int ninputs;
     int deterministic;
     unsigned long long rng;
@@ -49,6 +51,25 @@ static int is_kept(const vxm_graph *g, int i)
 {
     return i == g->out_moved || i == g->out_warp || (g->nodes[i].flags & VXM_NODE_OUTPUT) ||
            g->nodes[i].op == VXM_OP_PARAM;
+}
+
+/* Nodes whose buffers belong to someone else: parameters (vxm_weights) and bound device inputs. */
+static int is_borrowed(const vxm_exec *ex, int i)
+{
+    const vxm_node *n = &ex->g->nodes[i];
+    return n->op == VXM_OP_PARAM || (n->op == VXM_OP_INPUT && n->p.input.index >= 0 &&
+                                     n->p.input.index < VXM_EXEC_MAX_INPUTS && ex->dev_inputs[n->p.input.index]);
+}
+
+/* Node i's tensor is no longer needed: released, or only forgotten when borrowed (parameters stay bound). */
+static void drop(vxm_exec *ex, int i)
+{
+    if (ex->g->nodes[i].op == VXM_OP_PARAM)
+        return;
+    if (is_borrowed(ex, i))
+        ex->t[i].buf = NULL;
+    else
+        vxm_tensor_release(ex->be, &ex->t[i]);
 }
 
 /* ---- weights -------------------------------------------------------------------------------------------- */
@@ -147,6 +168,28 @@ vxm_status vxm_exec_begin_with(vxm_backend *be, const vxm_graph *g, const vxm_we
     return VXM_OK;
 }
 
+vxm_status vxm_exec_bind_input(vxm_exec *ex, int index, const vxm_tensor *dev)
+{
+    const vxm_graph *g = ex->g;
+    if (index < 0 || index >= VXM_EXEC_MAX_INPUTS)
+        return vxm_error(ex->be->ctx, VXM_EINVAL, ex->be->spec, "no graph input %d", index);
+    for (int i = 0; i < g->n; i++) {
+        const vxm_node *n = &g->nodes[i];
+        if (n->op != VXM_OP_INPUT || n->p.input.index != index)
+            continue;
+        if (ex->t[i].buf) /* already run: the binding would come too late */
+            return vxm_error(ex->be->ctx, VXM_EINVAL, ex->be->spec, "graph input %s already ran", n->name);
+        if (memcmp(n->shape, dev->shape, sizeof n->shape) || n->channels != dev->channels)
+            return vxm_error(ex->be->ctx, VXM_ESHAPE, ex->be->spec,
+                             "graph input %s needs %dx%dx%d with %d channels, the device tensor is %dx%dx%d with %d "
+                             "channels",
+                             n->name, n->shape[0], n->shape[1], n->shape[2], n->channels, dev->shape[0],
+                             dev->shape[1], dev->shape[2], dev->channels);
+    }
+    ex->dev_inputs[index] = dev;
+    return VXM_OK;
+}
+
 vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *moving, const float *fixed,
                           int deterministic, unsigned long long seed, vxm_exec **out)
 {
@@ -202,6 +245,8 @@ static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
     int ndim = ex->g->ndim;
     switch (n->op) {
     case VXM_OP_INPUT:
+        if (is_borrowed(ex, i))
+            return VXM_OK; /* bound at vxm_exec_bind_input */
         if (n->p.input.index >= ex->ninputs || !ex->inputs[n->p.input.index])
             return vxm_error(be->ctx, VXM_EINVAL, be->spec, "no data for graph input %s", n->name);
         return vxm_tensor_upload(be, y, ex->inputs[n->p.input.index]);
@@ -291,6 +336,8 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
         memcpy(ex->t[i].shape, n->shape, sizeof n->shape);
         ex->t[i].channels = n->channels;
         ex->t[i].buf = ex->t[src].buf;
+    } else if (is_borrowed(ex, i)) { /* a bound device input: used as it is, no copy */
+        ex->t[i] = *ex->dev_inputs[n->p.input.index];
     } else {
         st = vxm_tensor_alloc(ex->be, n->shape, n->channels, &ex->t[i]);
     }
@@ -308,13 +355,13 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
         return st;
     for (int k = 0; k < n->n_in; k++) {
         int src = n->in[k];
-        if (ex->last_use[src] == i && ex->g->nodes[src].op != VXM_OP_PARAM)
-            vxm_tensor_release(ex->be, &ex->t[src]);
+        if (ex->last_use[src] == i)
+            drop(ex, src);
     }
     /* A dead end (no consumer, e.g. the unused full-resolution skip of a half-resolution U-Net) stays
      * readable right after its own step for per-layer checks and is released one step later. */
     if (i > 0 && ex->last_use[i - 1] == i - 1 && !is_kept(ex->g, i - 1))
-        vxm_tensor_release(ex->be, &ex->t[i - 1]);
+        drop(ex, i - 1);
     return VXM_OK;
 }
 
@@ -346,8 +393,7 @@ void vxm_exec_end(vxm_exec *ex)
     if (!ex)
         return;
     for (int i = 0; ex->g && ex->t && i < ex->g->n; i++)
-        if (ex->g->nodes[i].op != VXM_OP_PARAM)
-            vxm_tensor_release(ex->be, &ex->t[i]);
+        drop(ex, i);
     vxm_weights_free(ex->own_weights);
     free(ex->t);
     free(ex->last_use);

@@ -206,6 +206,11 @@ vxm_status vxm_exec_begin_with(vxm_backend *be, const vxm_graph *g, const vxm_we
 /* Inference shorthand: inputs moving, fixed; weights uploaded for this run. */
 vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *moving, const float *fixed,
                           int deterministic, unsigned long long seed, vxm_exec **out);
+/* Binds input `index` (0..VXM_EXEC_MAX_INPUTS-1) to a device tensor of `be` instead of the host array: every
+ * INPUT node of that index uses it without a copy (like PARAM nodes use vxm_weights); the caller keeps it alive
+ * and unchanged until vxm_exec_end and frees it.  Before the first vxm_exec_step; VXM_ESHAPE when its shape or
+ * channels differ from the node's. */
+vxm_status vxm_exec_bind_input(vxm_exec *ex, int index, const vxm_tensor *dev);
 /* Runs node i (nodes must be run in order).  Tensors are released after their last use. */
 vxm_status vxm_exec_step(vxm_exec *ex, int i);
 vxm_status vxm_exec_run_all(vxm_exec *ex);

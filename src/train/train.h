@@ -52,10 +52,14 @@ typedef struct vxm_train_options {
 } vxm_train_options;
 
 /* One training sample.  Segmentations (semi-supervised only) are label maps of the image shape, one channel;
- * SynthMorph: one-hot maps of the image shape with nlabels channels. */
+ * SynthMorph: one-hot maps of the image shape with nlabels channels.  dev[k] (optional; NULL = the host array):
+ * the same data already on the trainer's backend, in the order moving, fixed, moving_seg, fixed_seg, used as the
+ * graph input without a copy (SynthMorph synthesises on the device; semi-supervised segmentations stay on the
+ * host, they are one-hot encoded there). */
 typedef struct vxm_train_sample {
     const float *moving, *fixed;
     const float *moving_seg, *fixed_seg;
+    const vxm_tensor *dev[4];
 } vxm_train_sample;
 
 /* Fills the defaults above (train.py). */

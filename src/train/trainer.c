@@ -351,6 +351,7 @@ vxm_status vxm_trainer_compute_gradients(vxm_trainer *t, const float *const *mov
         s[b].moving = moving[b];
         s[b].fixed = fixed[b];
         s[b].moving_seg = s[b].fixed_seg = NULL;
+        memset(s[b].dev, 0, sizeof s[b].dev);
     }
     return vxm_trainer_compute_gradients_samples(t, s, batch, losses);
 }
@@ -410,7 +411,7 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
             hyper_weights(t, lam);
         }
         if (t->opt.nlabels > 0 && t->opt.synthmorph) {
-            if (!smp[b].moving_seg || !smp[b].fixed_seg)
+            if ((!smp[b].moving_seg && !smp[b].dev[2]) || (!smp[b].fixed_seg && !smp[b].dev[3]))
                 return vxm_error(t->ctx, VXM_EINVAL, "train", "SynthMorph training needs both one-hot label maps");
             in[2] = smp[b].moving_seg;
             in[3] = smp[b].fixed_seg;
@@ -429,6 +430,11 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
             (t->opt.seed + 1) * 0x9E3779B97F4A7C15ULL ^ ((unsigned long long)t->step * 64 + (unsigned long long)b);
         vxm_exec *ex = NULL;
         st = vxm_exec_begin_with(be, g, t->w, in, 5, det, noise_seed, &ex);
+        /* inputs already on the device (SynthMorph's synthesised pairs) are used in place, not copied */
+        int ndev = t->opt.synthmorph ? 4 : 2;
+        for (int k = 0; k < ndev && !st; k++)
+            if (smp[b].dev[k])
+                st = vxm_exec_bind_input(ex, k, smp[b].dev[k]);
         const char *prof = getenv("VXM_PROFILE"); /* per-op time table on stderr (the benchmark's breakdown) */
         if (!st && prof && *prof)
             st = vxm_exec_set_profiling(ex, 1);
