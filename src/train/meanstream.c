@@ -5,34 +5,18 @@
 
 #include "train/meanstream.h"
 
+/* A SCALE (factor s) or ADD node through the graph's shared constructor. */
 static int add_op(vxm_graph *g, vxm_op op, const char *name, int a, int b, float s)
 {
-    if (a < 0 || (op == VXM_OP_ADD && b < 0))
-        return -1;
-    vxm_node n;
-    memset(&n, 0, sizeof n);
-    n.op = op;
-    snprintf(n.name, sizeof n.name, "%s", name);
-    memcpy(n.shape, g->nodes[a].shape, sizeof n.shape);
-    n.channels = g->nodes[a].channels;
-    n.in[0] = a;
-    n.in[1] = b;
-    n.n_in = op == VXM_OP_ADD ? 2 : 1;
-    n.flags = (g->nodes[a].flags | (b >= 0 ? g->nodes[b].flags : 0)) & VXM_NODE_GRAD;
-    n.p.scale.s = s;
-    return vxm_graph_add(g, &n);
+    int i = vxm_graph_add_op(g, op, name, a, op == VXM_OP_ADD ? b : -1);
+    if (i >= 0 && op == VXM_OP_SCALE)
+        g->nodes[i].p.scale.s = s;
+    return i;
 }
 
 int vxm_graph_add_input_like(vxm_graph *g, int like, int index, const char *name)
 {
-    vxm_node in;
-    memset(&in, 0, sizeof in);
-    in.op = VXM_OP_INPUT;
-    snprintf(in.name, sizeof in.name, "%s", name);
-    memcpy(in.shape, g->nodes[like].shape, sizeof in.shape);
-    in.channels = g->nodes[like].channels;
-    in.p.input.index = index;
-    return vxm_graph_add(g, &in);
+    return like < 0 ? -1 : vxm_graph_add_input(g, name, index, g->nodes[like].shape, g->nodes[like].channels);
 }
 
 int vxm_meanstream_add(vxm_graph *g, vxm_meanstream *ms, vxm_meanstream_mode mode, int cap, int x, int state_index)
