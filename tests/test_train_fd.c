@@ -129,14 +129,14 @@ static vxm_train_sample sample_of(const float *mv, const float *fx, size_t n, fl
                 seg_buf[i * 3 + k] = lm == k;
                 seg_buf[3 * n + i * 3 + k] = lf == k;
             }
-        vxm_train_sample s = {mv, fx, seg_buf, seg_buf + 3 * n};
+        vxm_train_sample s = {.moving = mv, .fixed = fx, .moving_seg = seg_buf, .fixed_seg = seg_buf + 3 * n};
         return s;
     }
     for (size_t i = 0; i < n; i++) {
         seg_buf[i] = mv[i] > 0.7f ? 2.0f : mv[i] > 0.5f ? 1.0f : 0.0f;
         seg_buf[n + i] = fx[i] > 0.7f ? 2.0f : fx[i] > 0.5f ? 1.0f : 0.0f;
     }
-    vxm_train_sample s = {mv, fx, seg_buf, seg_buf + n};
+    vxm_train_sample s = {.moving = mv, .fixed = fx, .moving_seg = seg_buf, .fixed_seg = seg_buf + n};
     return s;
 }
 
