@@ -49,6 +49,7 @@ expect "no label source" "give exactly one of --shapes" -- synth --out "$T/img.n
 expect "bad inshape" "--inshape: expected XxY" -- synth --shapes --inshape 64 --out "$T/img.npy"
 expect "shapes without inshape" "--shapes needs --inshape" -- synth --shapes --out "$T/img.npy"
 expect "bad vel-res" "--vel-res" -- synth --shapes --inshape 32x32 --vel-res 0 --out "$T/img.npy"
+expect "labels not writable, image removed" "$T/nodir/lab.npy: " -- synth --shapes --inshape 32x32 --out "$T/img.npy" --out-labels "$T/nodir/lab.npy"
 
 # vxm train --synthmorph on shapes: 5-digit checkpoints, loadable by register; resume is exact
 M=$T/m

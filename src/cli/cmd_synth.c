@@ -64,11 +64,11 @@ int cmd_synth(int argc, char **argv)
         rc = 1;
     } else if (cli_open_backend(ctx, &dev, &be) ||
                synth_source_draw(&src, be, 0, NULL, seed, 0, 0, img->data, NULL, lab->data) ||
-               vxm_volume_write(ctx, out, img, src.like) ||
-               (out_labels && vxm_volume_write(ctx, out_labels, lab, src.like))) {
+               vxm_volume_write(ctx, out, img, src.like)) {
         rc = cli_fail(ctx);
-        if (out_labels) /* no half of a pair left behind */
-            remove(out);
+    } else if (out_labels && vxm_volume_write(ctx, out_labels, lab, src.like)) {
+        rc = cli_fail(ctx);
+        remove(out); /* no half of the pair left behind (the image was written by this run) */
     }
     vxm_volume_free(img);
     vxm_volume_free(lab);
