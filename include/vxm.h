@@ -41,6 +41,10 @@ void vxm_context_free(vxm_context *ctx);
 /* Last error message, "subject: problem" (empty string when none). */
 const char *vxm_context_error(const vxm_context *ctx);
 void vxm_context_clear_error(vxm_context *ctx);
+/* Non-fatal notices for the user, one per line ending in '\n' ("warning: file: problem"; empty when none), e.g.
+ * an ignored corrupt OpenCL program cache.  The library never prints them; callers show and clear them. */
+const char *vxm_context_notes(const vxm_context *ctx);
+void vxm_context_clear_notes(vxm_context *ctx);
 /* Number of CPU threads the CPU backend uses (0 = OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else all cores). */
 void vxm_context_set_threads(vxm_context *ctx, int threads);
 int vxm_context_threads(const vxm_context *ctx);

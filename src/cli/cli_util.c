@@ -154,7 +154,16 @@ vxm_status cli_open_backend(vxm_context *ctx, const cli_device_opts *d, vxm_back
 {
     if (d->threads > 0)
         vxm_context_set_threads(ctx, d->threads);
-    return vxm_backend_open(ctx, d->device ? d->device : "auto", be);
+    vxm_status st = vxm_backend_open(ctx, d->device ? d->device : "auto", be);
+    /* Non-fatal notices of the backend (e.g. "warning: <file>: ignoring a corrupt OpenCL program cache (...)"):
+     * one stderr line each, and the run goes on. */
+    for (const char *s = vxm_context_notes(ctx); *s;) {
+        size_t n = strcspn(s, "\n");
+        fprintf(stderr, "vxm: %.*s\n", (int)n, s);
+        s += n + (s[n] != '\0');
+    }
+    vxm_context_clear_notes(ctx);
+    return st;
 }
 
 int cli_common_option(cli_args *a, cli_device_opts *dev, const cli_string_opt *opts, int n)

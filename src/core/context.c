@@ -99,3 +99,30 @@ vxm_status vxm_error(vxm_context *ctx, vxm_status code, const char *subject, con
     ctx->code = code;
     return code;
 }
+
+void vxm_note(vxm_context *ctx, const char *fmt, ...)
+{
+    if (!ctx)
+        return;
+    char line[VXM_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    line[strcspn(line, "\n")] = '\0';
+    size_t used = strlen(ctx->notes), n = strlen(line);
+    if (used + n + 2 <= sizeof ctx->notes) {
+        memcpy(ctx->notes + used, line, n);
+        memcpy(ctx->notes + used + n, "\n", 2);
+    }
+}
+
+const char *vxm_context_notes(const vxm_context *ctx)
+{
+    return ctx ? ctx->notes : "";
+}
+
+void vxm_context_clear_notes(vxm_context *ctx)
+{
+    ctx->notes[0] = '\0';
+}

@@ -12,11 +12,16 @@ struct vxm_context {
     vxm_status code;
     int threads; /* 0 = decide from the environment */
     unsigned long long model_serial; /* last id given to a loaded model (keys device weight caches) */
+    char notes[VXM_ERRMSG_MAX]; /* non-fatal notices for the user, one per line (vxm_context_notes) */
 };
 
 /* Records the error and returns `code`.  `subject` is a file name or device name (may be NULL). */
 vxm_status vxm_error(vxm_context *ctx, vxm_status code, const char *subject, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Appends one line ("warning: file: problem") to the context's notes: the library never prints, the CLI shows
+ * them (e.g. a corrupt OpenCL program cache that was ignored).  A line that does not fit is dropped. */
+void vxm_note(vxm_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Threads the CPU backend should use: ctx setting, else OMP_NUM_THREADS, SLURM_CPUS_PER_TASK, else cores. */
 int vxm_context_effective_threads(const vxm_context *ctx);
