@@ -1,5 +1,19 @@
-# Sourced by the cohort training tests (t_train_demo.sh, t_synthmorph_train.sh): held-out Dice of a model on the
-# bench/make_cohort pairs in $T/c, and the two checks both tests make.
+# Sourced by the cohort training tests (t_train_demo.sh, t_synthmorph_train.sh): the bench/make_cohort pairs in
+# $T/c, held-out Dice of a model on them, and the two checks both tests make.
+# cohort_make NAME MAKE_COHORT_ARGS...: 64x64 slices of the shared scan (factor 3, warps up to 9 mm, seed 1) plus
+# the given arguments; exits the test with SKIP when ../shared is absent, returns 1 after a FAIL line.
+cohort_make() {
+    local name=$1 S=${VXM_SHARED:-../shared}/data/scans GEN=build/bench/make_cohort
+    shift
+    if [ ! -f "$S/test_scan.npz" ] || [ ! -f "$S/labels.npz" ]; then
+        echo "SKIP $name: $S/test_scan.npz not found (set VXM_SHARED)"; exit 0
+    fi
+    [ -x "$GEN" ] || { echo "FAIL $name: $GEN not built (make tests builds it)"; return 1; }
+    if ! "$GEN" --scan "$S/test_scan.npz" --labels "$S/labels.npz" --out "$T/c" --factor 3 --shape 64 64 --amp 9 \
+        --seed 1 "$@" >"$T/gen.log" 2>&1; then
+        echo "FAIL $name cohort: $(tail -1 "$T/gen.log")"; return 1
+    fi
+}
 # cohort_dice NAME UNTRAINED TRAINED GAIN WHAT: runs vxm test with both models; PASS/FAIL lines "NAME untrained"
 # (the untrained model, flow kernel ~ N(0, 1e-5), is the identity for Dice: within 0.005 of "before") and "NAME
 # trained" (the trained model's mean Dice exceeds the untrained one's by >= GAIN; WHAT describes the training).

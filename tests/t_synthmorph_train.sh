@@ -10,23 +10,14 @@
 # (CPU training is bitwise reproducible on one build), while a broken synthesis, loss or gradient gives ~0.
 set -u
 cd "$(dirname "$0")/.."
-S=${VXM_SHARED:-../shared}/data/scans
 T=tests/out/synthmorph_train
-GEN=build/bench/make_cohort
 rm -rf "$T"; mkdir -p "$T"
-if [ ! -f "$S/test_scan.npz" ] || [ ! -f "$S/labels.npz" ]; then
-    echo "SKIP synthmorph train: $S/test_scan.npz not found (set VXM_SHARED)"; exit 0
-fi
-[ -x "$GEN" ] || { echo "FAIL synthmorph train: $GEN not built (make tests builds it)"; exit 1; }
-if ! "$GEN" --scan "$S/test_scan.npz" --labels "$S/labels.npz" --out "$T/c" --train 0 --test 8 --factor 3 \
-    --shape 64 64 --amp 9 --seed 1 --invert-fixed >"$T/gen.log" 2>&1; then
-    echo "FAIL synthmorph train cohort: $(tail -1 "$T/gen.log")"; exit 1
-fi
+. tests/cohort_dice.sh
+cohort_make "synthmorph train" --train 0 --test 8 --invert-fixed || exit 1
 if ! ./vxm train --synthmorph --shapes --inshape 64x64 --nb-labels 4 --shapes-res 24 --vel-std 1 --vel-res 16 \
     --model-dir "$T/m" --epochs 150 --steps-per-epoch 100 --save-freq 150 --lr 1e-3 --enc 16 32 32 32 \
     --dec 32 32 32 32 16 16 --device cpu --threads 2 >"$T/train.log" 2>&1; then
     echo "FAIL synthmorph train training: $(tail -1 "$T/train.log")"; exit 1
 fi
-. tests/cohort_dice.sh
 cohort_dice "synthmorph train" "$T/m/00000.h5" "$T/m/00150.h5" 0.02 \
     "trained on shapes only, contrast-inverted brain slices"

@@ -13,21 +13,10 @@
 #    while broken gradients or a broken optimiser give a gain of ~0 (the untrained model is the identity).
 set -u
 cd "$(dirname "$0")/.."
-S=${VXM_SHARED:-../shared}/data/scans
 T=tests/out/train_demo
-GEN=build/bench/make_cohort
 rm -rf "$T"; mkdir -p "$T"
-if [ ! -f "$S/test_scan.npz" ] || [ ! -f "$S/labels.npz" ]; then
-    echo "SKIP train demo: $S/test_scan.npz not found (set VXM_SHARED)"; exit 0
-fi
-if [ ! -x "$GEN" ]; then
-    echo "FAIL train demo: $GEN not built (make tests builds it)"; exit 1
-fi
-
-if ! "$GEN" --scan "$S/test_scan.npz" --labels "$S/labels.npz" --out "$T/c" --train 12 --test 6 --factor 3 \
-    --shape 64 64 --amp 9 --seed 1 >"$T/gen.log" 2>&1; then
-    echo "FAIL train demo cohort: $(tail -1 "$T/gen.log")"; exit 1
-fi
+. tests/cohort_dice.sh
+cohort_make "train demo" --train 12 --test 6 || exit 1
 if [ "$(grep -c "det J <= 0 in the generated fields: 0)" "$T/gen.log")" -eq 2 ]; then
     echo "PASS train demo cohort: 12 + 6 pairs of 64x64, no folding in the generated fields"
 else
@@ -38,5 +27,4 @@ if ! ./vxm train --model-dir "$T/m" --pairs "$T/c/train_pairs.txt" --img-prefix 
     --lr 1e-3 --epochs 15 --steps-per-epoch 100 --save-freq 15 --device cpu --threads 2 >"$T/train.log" 2>&1; then
     echo "FAIL train demo training: $(tail -1 "$T/train.log")"; exit 1
 fi
-. tests/cohort_dice.sh
 cohort_dice "train demo" "$T/m/0000.h5" "$T/m/0015.h5" 0.03 "held-out pairs, 1500 steps"
