@@ -28,6 +28,7 @@ LIB_SRC := $(sort $(wildcard src/core/*.c src/backend_cpu/*.c src/backend_opencl
                              src/model/*.c src/graph/*.c src/eval/*.c src/train/*.c src/synth/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 CL_SRC  := $(sort $(wildcard cl/*.cl))
+CL_TILED_SRC := $(sort $(wildcard cl/tiled/*.cl))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/cl_embed.o
@@ -49,10 +50,11 @@ deps:
 	else echo "deps: all Debian packages present"; fi
 
 # Kernels are embedded as C strings at build time (never read from disk at run time).
-$(BUILD)/cl_embed.c: $(CL_SRC) Makefile
+# cl/tiled/ holds kernels compiled on demand with -D tile parameters (cl_variant.c), not part of the main program.
+$(BUILD)/cl_embed.c: $(CL_SRC) $(CL_TILED_SRC) Makefile
 	@mkdir -p $(BUILD)
 	@{ echo '/* generated from the cl directory by the Makefile */'; \
-	   for f in $(CL_SRC); do \
+	   for f in $(CL_SRC) $(CL_TILED_SRC); do \
 	     n=$$(basename $$f .cl); echo "static const char src_$$n[] ="; \
 	     sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $$f; echo ';'; \
 	   done; \
@@ -61,6 +63,11 @@ $(BUILD)/cl_embed.c: $(CL_SRC) Makefile
 	   echo 'const char *const vxm_cl_source_names[] = {'; \
 	   for f in $(CL_SRC); do echo "  \"$$(basename $$f)\","; done; echo '};'; \
 	   echo 'const int vxm_cl_source_count = sizeof vxm_cl_sources / sizeof vxm_cl_sources[0];'; \
+	   echo 'const char *const vxm_cl_tiled_sources[] = {'; \
+	   for f in $(CL_TILED_SRC); do echo "  src_$$(basename $$f .cl),"; done; echo '  0};'; \
+	   echo 'const char *const vxm_cl_tiled_source_names[] = {'; \
+	   for f in $(CL_TILED_SRC); do echo "  \"$$(basename $$f)\","; done; echo '  0};'; \
+	   echo 'const int vxm_cl_tiled_source_count = sizeof vxm_cl_tiled_sources / sizeof vxm_cl_tiled_sources[0] - 1;'; \
 	} > $@
 
 $(BUILD)/%.o: %.c
@@ -150,3 +157,4 @@ clean:
 	rm -rf $(BUILD) vxm libvxm.a libvxm.so vxm.pc tests/out
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(ASAN_OBJ:.o=.d)
+

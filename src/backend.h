@@ -268,6 +268,22 @@ typedef struct vxm_opencl_device_info {
 } vxm_opencl_device_info;
 int vxm_opencl_enumerate(vxm_context *ctx, vxm_opencl_device_info *out, int max);
 
+/* Tile tuning of an OpenCL backend's tiled convolution kernels (backend_opencl/cl_tune.c, issue 10), as CLBlast's
+ * tuner: every candidate tile of each kernel and output-channel class is timed on a representative layer of the
+ * published model (scaled down by `quick`), checked bitwise against the direct kernel, and the fastest stored in the
+ * device's tuned file, which later runs read.  Each result line (a table row) goes to report(user, line).
+ * VXM_EUNSUPPORTED for a non-OpenCL backend. */
+typedef struct vxm_tune_options {
+    int quick;           /* fewer candidates, smaller layers (a minute on a CPU device) */
+    int reps;            /* timed runs per candidate (the minimum counts); 0 = 3 */
+    int dry_run;         /* time and report, but do not write the tuned file */
+} vxm_tune_options;
+vxm_status vxm_opencl_tune(vxm_backend *be, const vxm_tune_options *o, void (*report)(void *user, const char *line),
+                           void *user, char *path, size_t pathlen);
+
+/* One line saying which convolution kernels an OpenCL backend runs ("tiles: conv 128x32x16x8x4 ... (tuned)"). */
+void vxm_opencl_tile_summary(vxm_backend *be, char *buf, size_t n);
+
 /* Tensor helpers over the ops table (src/core/tensor.c). */
 vxm_status vxm_tensor_alloc(vxm_backend *be, const int shape[3], int channels, vxm_tensor *t);
 void vxm_tensor_release(vxm_backend *be, vxm_tensor *t);

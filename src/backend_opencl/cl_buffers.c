@@ -18,8 +18,16 @@ vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out
     vxm_buffer *b = malloc(sizeof *b);
     if (!b)
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of host memory");
+    if (vxm_cl_pool_take(cl, nfloats, b)) {
+        *out = b;
+        return VXM_OK;
+    }
     cl_int err;
     b->mem = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, nfloats * sizeof(float), NULL, &err);
+    if (!b->mem && cl->npool > 0) { /* the pooled buffers may be what the device is missing */
+        vxm_cl_pool_flush(cl);
+        b->mem = clCreateBuffer(cl->context, CL_MEM_READ_WRITE, nfloats * sizeof(float), NULL, &err);
+    }
     if (!b->mem) {
         free(b);
         char what[96];
@@ -33,11 +41,11 @@ vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out
 
 void vxm_cl_buffer_free(vxm_backend *be, vxm_buffer *buf)
 {
-    (void)be;
     if (!buf)
         return;
-    /* Released now; OpenCL keeps the storage until the queued commands that use it have completed. */
-    if (buf->mem)
+    /* Pooled or released now.  Either is safe with commands still queued: the queue is in order, so a later user
+     * of a pooled buffer runs after them, and OpenCL keeps released storage until they complete. */
+    if (buf->mem && !vxm_cl_pool_give(vxm_cl_of(be), buf))
         clReleaseMemObject(buf->mem);
     free(buf);
 }
@@ -137,6 +145,14 @@ void vxm_cl_args_begin(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid)
     a->bad_idx = 0;
 }
 
+void vxm_cl_args_begin_kernel(vxm_cl_args *a, cl_kernel k)
+{
+    a->k = k;
+    a->idx = 0;
+    a->err = CL_SUCCESS;
+    a->bad_idx = 0;
+}
+
 void vxm_cl_arg_raw(vxm_cl_args *a, size_t size, const void *p)
 {
     cl_int err = clSetKernelArg(a->k, a->idx, size, p);
@@ -176,24 +192,37 @@ void vxm_cl_arg_float(vxm_cl_args *a, float v)
     vxm_cl_arg_raw(a, sizeof x, &x);
 }
 
-vxm_status vxm_cl_args_done(vxm_backend *be, vxm_cl_args *a, vxm_cl_kid kid)
+vxm_status vxm_cl_args_done_named(vxm_backend *be, vxm_cl_args *a, const char *kernel_name)
 {
     if (a->err == CL_SUCCESS)
         return VXM_OK;
     char what[128];
-    snprintf(what, sizeof what, "clSetKernelArg(%.60s, %u)", vxm_cl_kernel_names[kid], a->bad_idx);
+    snprintf(what, sizeof what, "clSetKernelArg(%.60s, %u)", kernel_name, a->bad_idx);
     return vxm_cl_fail(be, a->err, 0, what);
+}
+
+vxm_status vxm_cl_args_done(vxm_backend *be, vxm_cl_args *a, vxm_cl_kid kid)
+{
+    return vxm_cl_args_done_named(be, a, vxm_cl_kernel_names[kid]);
+}
+
+vxm_status vxm_cl_launch_nd(vxm_backend *be, cl_kernel k, const char *name, cl_uint dims, const size_t *global,
+                            const size_t *local)
+{
+    for (cl_uint d = 0; d < dims; d++)
+        if (global[d] == 0)
+            return VXM_OK;
+    cl_int err = clEnqueueNDRangeKernel(vxm_cl_of(be)->queue, k, dims, NULL, global, local, 0, NULL, NULL);
+    if (err == CL_SUCCESS)
+        return VXM_OK;
+    char what[128];
+    snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%.60s)", name);
+    return vxm_cl_fail(be, err, 0, what);
 }
 
 static vxm_status enqueue(vxm_backend *be, vxm_cl_kid kid, cl_uint dims, const size_t *g, const size_t *l)
 {
-    cl_int err = clEnqueueNDRangeKernel(vxm_cl_of(be)->queue, vxm_cl_of(be)->kernel[kid], dims, NULL, g, l, 0, NULL,
-                                        NULL);
-    if (err == CL_SUCCESS)
-        return VXM_OK;
-    char what[128];
-    snprintf(what, sizeof what, "clEnqueueNDRangeKernel(%.60s)", vxm_cl_kernel_names[kid]);
-    return vxm_cl_fail(be, err, 0, what);
+    return vxm_cl_launch_nd(be, vxm_cl_of(be)->kernel[kid], vxm_cl_kernel_names[kid], dims, g, l);
 }
 
 vxm_status vxm_cl_launch1(vxm_backend *be, vxm_cl_kid kid, size_t n)

@@ -48,7 +48,7 @@ uint64_t vxm_cl_cache_key(const char *const *sources, int nsources, const char *
 }
 
 /* A platform or device string of any length (malloc'd; "?" when the driver does not answer). */
-static char *info_string(cl_platform_id p, cl_device_id d, unsigned what)
+char *vxm_cl_info_string(cl_platform_id p, cl_device_id d, unsigned what)
 {
     size_t n = 0;
     cl_int e = p ? clGetPlatformInfo(p, what, 0, NULL, &n) : clGetDeviceInfo(d, what, 0, NULL, &n);
@@ -70,12 +70,8 @@ static int make_dir(const char *path)
     return mkdir(path, 0777) == 0 || errno == EEXIST ? 0 : -1;
 }
 
-/* The cache directory, created if missing (malloc'd), or NULL: disabled, no home, or not creatable. */
-static char *cache_dir(void)
+char *vxm_cl_cache_dir_path(void)
 {
-    const char *off = getenv("VXM_CL_CACHE");
-    if (off && strcmp(off, "0") == 0)
-        return NULL;
     const char *dir = getenv("VXM_CL_CACHE_DIR");
     if (dir && *dir)
         return make_dir(dir) == 0 ? strdup(dir) : NULL;
@@ -111,15 +107,16 @@ static int driver_caches(const char *platform_name)
 /* The cache file for this program on this device, or NULL (cache off); *key receives the key. */
 static char *cache_path(vxm_cl *cl, const char *const *sources, int nsources, const char *options, uint64_t *key)
 {
-    char *pname = info_string(cl->platform, NULL, CL_PLATFORM_NAME);
-    char *dir = pname && !driver_caches(pname) ? cache_dir() : NULL;
+    char *pname = vxm_cl_info_string(cl->platform, NULL, CL_PLATFORM_NAME);
+    const char *off = getenv("VXM_CL_CACHE");
+    char *dir = pname && !driver_caches(pname) && !(off && strcmp(off, "0") == 0) ? vxm_cl_cache_dir_path() : NULL;
     free(pname);
     if (!dir)
         return NULL;
-    char *info[5] = {info_string(cl->platform, NULL, CL_PLATFORM_NAME),
-                     info_string(cl->platform, NULL, CL_PLATFORM_VERSION),
-                     info_string(NULL, cl->device, CL_DEVICE_NAME), info_string(NULL, cl->device, CL_DEVICE_VERSION),
-                     info_string(NULL, cl->device, CL_DRIVER_VERSION)};
+    char *info[5] = {vxm_cl_info_string(cl->platform, NULL, CL_PLATFORM_NAME),
+                     vxm_cl_info_string(cl->platform, NULL, CL_PLATFORM_VERSION),
+                     vxm_cl_info_string(NULL, cl->device, CL_DEVICE_NAME), vxm_cl_info_string(NULL, cl->device, CL_DEVICE_VERSION),
+                     vxm_cl_info_string(NULL, cl->device, CL_DRIVER_VERSION)};
     const char *salt = getenv("VXM_CL_CACHE_SALT");
     const char *fields[8] = {options, info[0], info[1], info[2], info[3], info[4], VXM_VERSION_STRING, salt};
     *key = vxm_cl_cache_key(sources, nsources, fields, 8);
@@ -198,19 +195,18 @@ static cl_program cache_load(vxm_backend *be, const char *path, uint64_t key, co
     return prog;
 }
 
-/* Writes the binary of cl->program to `path` (temp file + rename); any failure skips the cache silently. */
-static void cache_store(vxm_backend *be, const char *path, uint64_t key)
+/* Writes the binary of `prog` to `path` (temp file + rename); any failure skips the cache silently. */
+static void cache_store(vxm_backend *be, cl_program prog, const char *path, uint64_t key)
 {
-    vxm_cl *cl = be->impl;
     size_t size = 0;
-    if (clGetProgramInfo(cl->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || !size ||
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) != CL_SUCCESS || !size ||
         size > CACHE_MAX_BINARY)
         return;
     unsigned char *bin = malloc(CACHE_HEADER + size);
     if (!bin)
         return;
     unsigned char *bins[1] = {bin + CACHE_HEADER};
-    if (clGetProgramInfo(cl->program, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) != CL_SUCCESS) {
+    if (clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bins, bins, NULL) != CL_SUCCESS) {
         free(bin);
         return;
     }
@@ -245,31 +241,42 @@ static void cache_store(vxm_backend *be, const char *path, uint64_t key)
     free(bin);
 }
 
-vxm_status vxm_cl_cache_build(vxm_backend *be, const char *const *sources, int nsources, const char *options,
-                              vxm_status (*build_failed)(vxm_backend *be, cl_int err))
+vxm_status vxm_cl_cache_build_program(vxm_backend *be, const char *const *sources, int nsources, const char *options,
+                                      vxm_cl_build_failed_fn build_failed, cl_program *out)
 {
     vxm_cl *cl = be->impl;
+    *out = NULL;
     uint64_t key = 0;
     char *path = cache_path(cl, sources, nsources, options, &key);
-    if (path && (cl->program = cache_load(be, path, key, options)) != NULL) {
+    if (path && (*out = cache_load(be, path, key, options)) != NULL) {
         if (debug_notes())
             vxm_note(be->ctx, "note: %s: OpenCL program cache loaded", path);
         free(path);
         return VXM_OK;
     }
     cl_int err;
-    cl->program = clCreateProgramWithSource(cl->context, (cl_uint)nsources, (const char **)sources, NULL, &err);
-    if (!cl->program) {
+    cl_program prog = clCreateProgramWithSource(cl->context, (cl_uint)nsources, (const char **)sources, NULL, &err);
+    if (!prog) {
         free(path);
         return vxm_cl_fail(be, err, 0, "clCreateProgramWithSource");
     }
-    err = clBuildProgram(cl->program, 1, &cl->device, options, NULL, NULL);
+    err = clBuildProgram(prog, 1, &cl->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
         free(path);
-        return build_failed(be, err);
+        vxm_status st = build_failed(be, prog, err);
+        clReleaseProgram(prog);
+        return st;
     }
     if (path)
-        cache_store(be, path, key);
+        cache_store(be, prog, path, key);
     free(path);
+    *out = prog;
     return VXM_OK;
+}
+
+vxm_status vxm_cl_cache_build(vxm_backend *be, const char *const *sources, int nsources, const char *options,
+                              vxm_cl_build_failed_fn build_failed)
+{
+    vxm_cl *cl = be->impl;
+    return vxm_cl_cache_build_program(be, sources, nsources, options, build_failed, &cl->program);
 }

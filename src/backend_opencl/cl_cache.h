@@ -19,10 +19,23 @@
  * field to the next changes the key. */
 uint64_t vxm_cl_cache_key(const char *const *sources, int nsources, const char *const *fields, int nfields);
 
-/* Builds be's cl->program for cl->device with `options`: from the cache file when it is valid, else from
- * `sources` (then stores the binary).  A source build failure goes to build_failed (its message names the
- * source line). */
+/* The vxmcl cache directory ($VXM_CL_CACHE_DIR, else $XDG_CACHE_HOME/vxmcl, else $HOME/.cache/vxmcl), created if
+ * missing (malloc'd), or NULL when there is no home or it cannot be created.  Also holds the tuned tiles (cl_tile.h). */
+char *vxm_cl_cache_dir_path(void);
+
+/* A platform (p) or device (d) info string of any length (malloc'd; "?" when the driver does not answer). */
+char *vxm_cl_info_string(cl_platform_id p, cl_device_id d, unsigned what);
+
+/* Called with the failed program (its build log) and the error; returns the status to report. */
+typedef vxm_status (*vxm_cl_build_failed_fn)(vxm_backend *be, cl_program prog, cl_int err);
+
+/* Builds a program for cl->device with `options`: from the cache file when it is valid, else from `sources` (then
+ * stores the binary).  A source build failure goes to build_failed (its message names the source line). */
+vxm_status vxm_cl_cache_build_program(vxm_backend *be, const char *const *sources, int nsources, const char *options,
+                                      vxm_cl_build_failed_fn build_failed, cl_program *out);
+
+/* The same for be's main program, cl->program. */
 vxm_status vxm_cl_cache_build(vxm_backend *be, const char *const *sources, int nsources, const char *options,
-                              vxm_status (*build_failed)(vxm_backend *be, cl_int err));
+                              vxm_cl_build_failed_fn build_failed);
 
 #endif

@@ -10,6 +10,9 @@
  *   cl_loss.c     training: MSE, NCC, Grad, Dice, KL losses and gradients (deterministic chunked sums)
  *   cl_optim.c    training: Adam, SGD, axpy, fill
  *   cl_synth.c    training: SynthMorph synthesis ops (random fills, intensities, blur, ...), ELU, blend
+ *   cl_variant.c  kernels of cl/tiled/ compiled on demand with -D tile parameters (cl_variant.h)
+ *   cl_tile.c     tile parameters per device: built-in table, tuned file, environment (cl_tile.h)
+ *   cl_pool.c     the pool of released device buffers, reused by later allocations of the same size
  *
  * All kernels live in the cl/ directory, embedded at build time (vxm_cl_sources[]) and compiled once per backend
  * into one program.  Work is queued on one in-order queue; ops return once their kernels are enqueued, buffer_read and
@@ -126,6 +129,20 @@ enum {
     VXM_SCRATCH_COUNT
 };
 
+/* Tile parameters of a tiled GEMM-like kernel of cl/tiled/ (cl_tile.h): a work-group computes a tm x tn tile of
+ * the result, stepping through the reduction tk at a time through local memory; each work-item holds rm x rn
+ * results in registers.  tm == 0: the register-blocked direct kernel (the fallback). */
+typedef struct vxm_cl_tile {
+    int tm, tn, tk, rm, rn;
+} vxm_cl_tile;
+
+/* Which tiled kernel a tile is for; the table holds one tile per kernel and output-channel class. */
+enum { VXM_TILE_CONV, VXM_TILE_FILTER, VXM_TILE_NKERNELS };
+enum { VXM_TILE_COUT16, VXM_TILE_COUT32, VXM_TILE_COUT_WIDE, VXM_TILE_NCLASSES }; /* Cout <= 16, <= 32, more */
+
+struct vxm_cl_variant;
+struct vxm_cl_pool_entry;
+
 typedef struct vxm_cl {
     cl_platform_id platform;
     cl_device_id device;
@@ -142,7 +159,26 @@ typedef struct vxm_cl {
     int conv_merge; /* merge taps x channels into one loop in interior rows (off where miscompiled) */
     cl_mem scratch[VXM_SCRATCH_COUNT];
     size_t scratch_floats[VXM_SCRATCH_COUNT];
+    cl_ulong local_mem; /* CL_DEVICE_LOCAL_MEM_SIZE, 0 when the device has no dedicated local memory */
+    vxm_cl_tile tile[VXM_TILE_NKERNELS][VXM_TILE_NCLASSES]; /* cl_tile.c */
+    char tile_source[24]; /* where the tiles came from: "built-in", "tuned", "environment" */
+    struct vxm_cl_variant *variants; /* cl_variant.c */
+    int nvariants;
+    const struct vxm_cl_source_set *building; /* the sources being built (build error messages) */
+    struct vxm_cl_pool_entry *pool; /* cl_pool.c */
+    int npool, pool_cap;
+    size_t pool_bytes, pool_limit; /* bytes held by released buffers, and the most it may hold */
 } vxm_cl;
+
+/* Sources of one program and their file names (build error messages name the file and line). */
+typedef struct vxm_cl_source_set {
+    const char *const *sources;
+    const char *const *names;
+    int n;
+} vxm_cl_source_set;
+
+/* Build failure of `prog`: the first error line of its build log, with the source file and line. */
+vxm_status vxm_cl_build_failed(vxm_backend *be, cl_program prog, cl_int err, const vxm_cl_source_set *set);
 
 static inline vxm_cl *vxm_cl_of(vxm_backend *be)
 {
@@ -167,6 +203,7 @@ typedef struct vxm_cl_args {
 } vxm_cl_args;
 
 void vxm_cl_args_begin(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid);
+void vxm_cl_args_begin_kernel(vxm_cl_args *a, cl_kernel k); /* a kernel outside the table (cl_variant.h) */
 void vxm_cl_arg_mem(vxm_cl_args *a, cl_mem m);
 void vxm_cl_arg_int(vxm_cl_args *a, int v);
 void vxm_cl_arg_uint(vxm_cl_args *a, unsigned v);
@@ -174,12 +211,18 @@ void vxm_cl_arg_ulong(vxm_cl_args *a, unsigned long long v);
 void vxm_cl_arg_float(vxm_cl_args *a, float v);
 void vxm_cl_arg_raw(vxm_cl_args *a, size_t size, const void *p);
 vxm_status vxm_cl_args_done(vxm_backend *be, vxm_cl_args *a, vxm_cl_kid kid);
+vxm_status vxm_cl_args_done_named(vxm_backend *be, vxm_cl_args *a, const char *kernel_name);
 
 /* Enqueues kernel `kid` over n work-items (1-D; the global size is n rounded up to the kernel's local size; the
  * kernels check their bounds).  n == 0 enqueues nothing. */
 vxm_status vxm_cl_launch1(vxm_backend *be, vxm_cl_kid kid, size_t n);
 /* 2-D launch: n0 work-items rounded up to the local size in dimension 0, exactly n1 in dimension 1 (local 1). */
 vxm_status vxm_cl_launch2(vxm_backend *be, vxm_cl_kid kid, size_t n0, size_t n1);
+
+/* Enqueues kernel k (named in messages) with explicit global and local sizes (each global a multiple of its local
+ * size); dims 1 to 3.  Nothing is enqueued when a global size is 0. */
+vxm_status vxm_cl_launch_nd(vxm_backend *be, cl_kernel k, const char *name, cl_uint dims, const size_t *global,
+                            const size_t *local);
 
 /* A scratch buffer of at least nfloats floats (grown, never shrunk, freed with the backend). */
 vxm_status vxm_cl_scratch(vxm_backend *be, int slot, size_t nfloats, cl_mem *out);
@@ -203,6 +246,15 @@ static inline vxm_status vxm_cl_shape_error(vxm_backend *be, const char *op, con
                      a->shape[0], a->shape[1], a->shape[2], a->channels, b->shape[0], b->shape[1], b->shape[2],
                      b->channels);
 }
+
+/* The buffer pool (cl_pool.c): a released buffer is kept (up to cl->pool_limit bytes, oldest evicted first) and
+ * handed to the next allocation of the same size, or of a size within 1/8 below it, so that the per-node
+ * allocations of a training step or of a batch of pairs reuse the previous run's buffers (no allocation, no page
+ * faults on first touch).  VXM_OPENCL_POOL_MB sets the limit (0: no pool). */
+void vxm_cl_pool_init(vxm_backend *be);
+int vxm_cl_pool_take(vxm_cl *cl, size_t nfloats, vxm_buffer *b); /* 1 when b got a pooled buffer */
+int vxm_cl_pool_give(vxm_cl *cl, vxm_buffer *b);                 /* 1 when the pool kept b->mem */
+void vxm_cl_pool_flush(vxm_cl *cl);
 
 /* Ops implemented in cl_buffers.c, cl_conv.c and cl_ops.c. */
 vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out);

@@ -105,7 +105,8 @@ int cmd_train(int argc, char **argv); /* cmd_train.c: train a VxmDense model (Vo
 int cmd_refine(int argc, char **argv); /* cmd_refine.c: instance-specific optimisation (train_instance.py) */
 int cmd_synth(int argc, char **argv);  /* cmd_synth.c: one SynthMorph image (labels_to_image) */
 int cmd_template(int argc, char **argv); /* cmd_template.c: deformable template (train_template.py) */
-int cmd_template_generate(int argc, char **argv); /* cmd_template_generate.c: conditional template for attributes */
+int cmd_template_generate(int argc, char **argv);
+int cmd_tune(int argc, char **argv); /* cmd_tune.c: search the OpenCL convolution tiles of a device */ /* cmd_template_generate.c: conditional template for attributes */
 
 /* ---- refinement (cmd_refine.c), shared with vxm register --refine ------------------------------------ */
 struct vxm_instance_options;

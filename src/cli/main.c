@@ -20,6 +20,7 @@ static void usage(FILE *f)
                "  template-generate  the template of a conditional template model (template --pheno) for\n"
                "             given attributes\n"               "  qc         quality-control PNG of a registration (slices, checkerboard, deformed grid)\n"
                "  devices    list the CPU backend and every OpenCL platform/device\n"
+               "  tune       search the fastest convolution tiles of an OpenCL device (stored per device)\n"
                "  info       print a model's architecture, parameter count and FLOPs\n"
                "  help       this text; 'vxm <command> --help' for a command's options\n",
             VXM_VERSION_STRING);
@@ -35,6 +36,7 @@ static const struct {
     {"synth", cmd_synth},
     {"template", cmd_template},
     {"template-generate", cmd_template_generate},
+    {"tune", cmd_tune},
 };
 
 int main(int argc, char **argv)
