@@ -277,6 +277,7 @@ typedef struct vxm_tune_options {
     int quick;           /* fewer candidates, smaller layers (a minute on a CPU device) */
     int reps;            /* timed runs per candidate (the minimum counts); 0 = 3 */
     int dry_run;         /* time and report, but do not write the tuned file */
+    int max_candidates;  /* at most this many candidate tiles per kernel and class (0 = all; tests) */
 } vxm_tune_options;
 vxm_status vxm_opencl_tune(vxm_backend *be, const vxm_tune_options *o, void (*report)(void *user, const char *line),
                            void *user, char *path, size_t pathlen);

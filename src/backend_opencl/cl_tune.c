@@ -195,6 +195,8 @@ vxm_status vxm_opencl_tune(vxm_backend *be, const vxm_tune_options *o, void (*re
                 memcpy(r.ref, r.out, r.nout * sizeof(float));
             tbest = tdirect;
             int n = st ? 0 : candidates(c, o->quick, cand, 128), rejected = 0;
+            if (o->max_candidates > 0 && n > o->max_candidates)
+                n = o->max_candidates;
             for (int i = 0; i < n && !st; i++) {
                 double t;
                 if (!vxm_cl_tile_fits(cl, &cand[i]))
