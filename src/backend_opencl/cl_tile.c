@@ -227,10 +227,9 @@ vxm_status vxm_cl_tiles_save(vxm_backend *be, char *path_out, size_t n)
         }
         int ok = off == len && write(fd, "\n", 1) == 1;
         ok = close(fd) == 0 && ok;
-        if (!ok || rename(tmp, path) != 0) {
-            unlink(tmp);
+        if (!ok)
             st = vxm_error(be->ctx, VXM_EIO, path, "cannot write the tuned tiles: %s", strerror(errno));
-        }
+        st = vxm_temp_commit(be->ctx, tmp, path, st);
         free(tmp);
     }
     free(text);

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "cli/train_log.h"
+#include "core/tempfile.h"
 
 struct train_log {
     FILE *f;
@@ -70,7 +71,7 @@ int train_log_open(const char *dir, const vxm_train_losses *names, long keep_ste
         if (keep_step >= 0 && kept >= 0)
             printf("log %s: continuing after %ld row%s\n", l->path, kept, kept == 1 ? "" : "s");
         ok = !ferror(f);
-        ok = !fclose(f) && ok && !rename(tmp, l->path);
+        ok = !fclose(f) && ok && vxm_temp_commit(NULL, tmp, l->path, VXM_OK) == VXM_OK; /* fsync + rename */
     }
     if (ok)
         ok = (l->f = fopen(l->path, "a")) != NULL;

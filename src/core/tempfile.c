@@ -53,3 +53,38 @@ vxm_status vxm_temp_create(vxm_context *ctx, const char *path, char **tmp, int *
     free(name);
     return vxm_error(ctx, VXM_EIO, path, "cannot create a unique temporary file");
 }
+
+/* fsync of an existing file or directory by name; 0 on success. */
+static int sync_path(const char *path, int dir)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (dir ? O_DIRECTORY : 0));
+    if (fd < 0)
+        return -1;
+    int r = fsync(fd);
+    close(fd);
+    return r;
+}
+
+vxm_status vxm_temp_commit(vxm_context *ctx, const char *tmp, const char *path, vxm_status st)
+{
+    if (st == VXM_OK && sync_path(tmp, 0) != 0)
+        st = vxm_error(ctx, VXM_EIO, path, "cannot flush the file to disk: %s", strerror(errno));
+    if (st == VXM_OK && rename(tmp, path) != 0)
+        st = vxm_error(ctx, VXM_EIO, path, "cannot rename the temporary file into place: %s", strerror(errno));
+    if (st != VXM_OK) {
+        unlink(tmp);
+        return st;
+    }
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        sync_path(".", 1);
+    else if (slash == path)
+        sync_path("/", 1);
+    else {
+        char *dir = strndup(path, (size_t)(slash - path));
+        if (dir)
+            sync_path(dir, 1);
+        free(dir);
+    }
+    return VXM_OK;
+}

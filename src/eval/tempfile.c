@@ -44,12 +44,7 @@ vxm_status vxm_eval_temp_finish(vxm_context *ctx, const char *path, FILE *f, cha
             st = vxm_error(ctx, VXM_EIO, path, "cannot write: %s", strerror(e));
         ok = 0;
     }
-    if (ok && rename(tmp, path) != 0) {
-        st = vxm_error(ctx, VXM_EIO, path, "cannot rename the temporary file into place: %s", strerror(errno));
-        ok = 0;
-    }
-    if (!ok)
-        unlink(tmp);
+    st = vxm_temp_commit(ctx, tmp, path, st); /* st is set whenever ok is 0 */
     free(tmp);
     return st;
 }

@@ -168,10 +168,7 @@ static vxm_status h5_out_finish(vxm_context *ctx, const char *path, h5_out *o, v
     if ((H5Fflush(o->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(o->file) < 0) && st == VXM_OK)
         st = vxm_error(ctx, VXM_EIO, path, "cannot write the HDF5 file (disk full?)");
     H5Eset_auto2(H5E_DEFAULT, o->old_func, o->old_data);
-    if (st == VXM_OK && rename(o->tmp, path) != 0)
-        st = vxm_error(ctx, VXM_EIO, path, "cannot rename the temporary file into place: %s", strerror(errno));
-    if (st != VXM_OK)
-        unlink(o->tmp);
+    st = vxm_temp_commit(ctx, o->tmp, path, st);
     free(o->tmp);
     o->tmp = NULL;
     return st;
