@@ -201,8 +201,10 @@ vxm_status vxm_opencl_tune(vxm_backend *be, const vxm_tune_options *o, void (*re
                 double t;
                 if (!vxm_cl_tile_fits(cl, &cand[i]))
                     continue;
-                if (time_tile(&r, &cand[i], reps, &t) != VXM_OK) { /* a tile this driver cannot build or run */
+                /* a tile this driver cannot build or run (the conv path then resets its entry to direct) */
+                if (time_tile(&r, &cand[i], reps, &t) != VXM_OK || cl->tile[k][c].tm == 0) {
                     vxm_context_clear_error(be->ctx);
+                    vxm_context_clear_notes(be->ctx);
                     rejected++;
                     continue;
                 }
