@@ -80,6 +80,17 @@ typedef struct vxm_backend_ops {
     vxm_status (*upsample_nearest)(vxm_backend *be, const vxm_tensor *x, const int f[3], vxm_tensor *y);
     /* Channel concatenation [a, b] (same spatial shape). */
     vxm_status (*concat)(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, vxm_tensor *y);
+    /* Fused ops (inference graphs, graph/fuse.h): the same results as the op sequences they replace -- bitwise on
+     * the CPU backend -- without storing the intermediate full-resolution tensors.
+     * conv_pool: y = maxpool_f(conv(x) + bias [LeakyReLU]) ('valid' pooling of the conv's ceil(x / stride) grid:
+     * y->shape = floor(that / f), y->channels = Cout).  Same w, b, p as conv. */
+    vxm_status (*conv_pool)(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b,
+                            const vxm_conv_params *p, const int f[3], vxm_tensor *y);
+    /* conv_upcat: y = conv(concat(upsample_nearest_f(a), skip)) -- the upsampled channels first, then skip's, as the
+     * U-Net decoder concatenates them (model/vxm_dense_graph.c build_unet) -- with a->shape * f == skip->shape and
+     * w of (k0,k1,k2, Ca + Cskip, Cout); y->shape = ceil(skip->shape / stride).  y must alias neither input. */
+    vxm_status (*conv_upcat)(vxm_backend *be, const vxm_tensor *a, const int f[3], const vxm_tensor *skip,
+                             const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, vxm_tensor *y);
     /* y = s * x.  y may be x. */
     vxm_status (*scale)(vxm_backend *be, const vxm_tensor *x, float s, vxm_tensor *y);
     /* Linear resize of every channel to y->shape with clamped trilinear interpolation (spec §6.1 / §6.2).

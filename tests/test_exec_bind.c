@@ -10,38 +10,12 @@
 #include <string.h>
 
 #include "test_backends.h"
+#include "test_trainer_grads.h"
 #include "test_util.h"
 #include "train/train.h"
 
 enum { NY = 12, NX = 16, NVOX = NY * NX, NLAB = 3, BATCH = 2 };
 static const int shape[3] = {1, NY, NX};
-
-/* The losses and all gradients, concatenated (n floats). */
-static vxm_status grads_of(vxm_trainer *t, const vxm_train_sample *s, vxm_train_losses *L, float *g, size_t n)
-{
-    vxm_status st = vxm_trainer_compute_gradients_samples(t, s, BATCH, L);
-    size_t off = 0;
-    for (int k = 0; k < vxm_trainer_num_weights(t) && !st; k++) {
-        vxm_weight_info wi;
-        vxm_trainer_weight_info(t, k, &wi);
-        if (off + wi.numel > n)
-            return VXM_EINVAL;
-        st = vxm_trainer_read_gradient(t, k, g + off);
-        off += wi.numel;
-    }
-    return st;
-}
-
-static size_t num_grads(const vxm_trainer *t)
-{
-    size_t n = 0;
-    for (int k = 0; k < vxm_trainer_num_weights(t); k++) {
-        vxm_weight_info wi;
-        vxm_trainer_weight_info(t, k, &wi);
-        n += wi.numel;
-    }
-    return n;
-}
 
 static void run_case(vxm_context *ctx, vxm_backend *be, int synth)
 {
@@ -108,15 +82,15 @@ static void run_case(vxm_context *ctx, vxm_backend *be, int synth)
             ms[b].dev[2] = &dev[b][2];
         }
     }
-    size_t n = num_grads(t);
+    size_t n = tg_num_grads(t);
     float *gh = malloc(n * sizeof(float)), *gd = malloc(n * sizeof(float)), *gm = malloc(n * sizeof(float));
     vxm_train_losses lh, ld, lm;
     if (!st)
-        st = grads_of(t, hs, &lh, gh, n);
+        st = tg_grads(t, hs, BATCH, &lh, gh, n);
     if (!st)
-        st = grads_of(t, ds, &ld, gd, n);
+        st = tg_grads(t, ds, BATCH, &ld, gd, n);
     if (!st)
-        st = grads_of(t, ms, &lm, gm, n);
+        st = tg_grads(t, ms, BATCH, &lm, gm, n);
     snprintf(name, sizeof name, "exec bind %s on %s: device inputs give the host inputs' losses and gradients",
              what, be->spec);
     if (st)

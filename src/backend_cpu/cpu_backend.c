@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_cpu/cpu_conv.h"
 #include "backend_cpu/cpu_internal.h"
 
 /* ---- shared helpers ------------------------------------------------------------------------------------ */
@@ -305,6 +306,8 @@ static const vxm_backend_ops cpu_ops = {
     .maxpool = cpu_maxpool,
     .upsample_nearest = cpu_upsample_nearest,
     .concat = cpu_concat,
+    .conv_pool = cpu_conv_pool,
+    .conv_upcat = cpu_conv_upcat,
     .scale = cpu_scale,
     .resize_linear = cpu_resize_linear,
     .vecint = cpu_vecint,

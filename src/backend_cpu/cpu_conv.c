@@ -171,7 +171,7 @@ static const int rmax[] = {0, RMAX_1, RMAX_2};
 #endif
 KERNEL_TABLE(KDEF, KPTR, conv_kernel, kernels)
 
-static int conv_thread_id(void)
+int cpu_conv_thread_id(void)
 {
 #ifdef _OPENMP
     return omp_get_thread_num();
@@ -189,10 +189,12 @@ static void fill_row(const conv_job *J, int i0, int i1, float *buf)
     int last = lo + J->n[2] > J->span ? J->span : lo + J->n[2];      /* one past the last */
     if (last < first)
         last = first;
-    const float *src = J->x + ((size_t)i0 * (size_t)J->n[1] + (size_t)i1) * (size_t)J->n[2] * cin;
     memset(buf, 0, (size_t)first * cin * sizeof(float));
-    if (last > first)
-        memcpy(buf + (size_t)first * cin, src + (size_t)(first - lo) * cin,
+    if (last > first && J->load)
+        J->load(J, i0, i1, first - lo, last - first, buf + (size_t)first * cin);
+    else if (last > first)
+        memcpy(buf + (size_t)first * cin,
+               J->x + (((size_t)i0 * (size_t)J->n[1] + (size_t)i1) * (size_t)J->n[2] + (size_t)(first - lo)) * cin,
                (size_t)(last - first) * cin * sizeof(float));
     memset(buf + (size_t)last * cin, 0, (size_t)(J->span - last) * cin * sizeof(float));
 }
@@ -212,6 +214,10 @@ int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy)
                 float *buf = S->rows + (size_t)ntap * J->rowlen;
                 fill_row(J, i0, i1, buf);
                 S->xrow[ntap] = buf;
+            } else if (J->load) { /* the whole row, unpadded (rowlen >= n2 * Cin: cpu_conv_plan_init) */
+                float *buf = S->rows + (size_t)ntap * J->rowlen;
+                J->load(J, i0, i1, 0, J->n[2], buf);
+                S->xrow[ntap] = buf;
             } else {
                 S->xrow[ntap] = J->x + ((size_t)i0 * (size_t)J->n[1] + (size_t)i1) * (size_t)J->n[2] * (size_t)J->cin;
             }
@@ -223,14 +229,13 @@ int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy)
 }
 
 /* The channel path: weights (k0,k1,k2,Cin,ldw). */
-static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S)
+static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *yrow)
 {
     int cin = J->cin, cout = J->cout;
     int len = J->k[2] * cin;
     size_t slab = (size_t)len * (size_t)J->ldw; /* weights of one (a, b) */
     int ntap = cpu_conv_rows(J, o0, o1, S, 1);
     int m2 = J->m[2];
-    float *yrow = J->y + ((size_t)o0 * (size_t)J->m[1] + (size_t)o1) * (size_t)m2 * (size_t)cout;
     ptrdiff_t xs = (ptrdiff_t)J->s[2] * cin;
     for (int co = 0; co < J->ldw;) {
         int V = (J->ldw - co) / CPU_VW;
@@ -262,6 +267,146 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S)
     }
 }
 
+vxm_status cpu_conv_plan_init(vxm_backend *be, const char *op, const int n[3], int cin, const int m[3], int cout,
+                              const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, long items,
+                              size_t extra, conv_plan *P)
+{
+    memset(P, 0, sizeof *P);
+    if (!p || !w)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: missing weights or parameters", op);
+    conv_job *J = &P->J;
+    for (int d = 0; d < 3; d++) {
+        if (p->ksize[d] < 1 || p->stride[d] < 1)
+            return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: kernel %dx%dx%d stride %dx%dx%d", op, p->ksize[0],
+                             p->ksize[1], p->ksize[2], p->stride[0], p->stride[1], p->stride[2]);
+        J->n[d] = n[d];
+        J->m[d] = m[d];
+        J->k[d] = p->ksize[d];
+        J->s[d] = p->stride[d];
+        J->pad[d] = p->pad_lo[d];
+        int want = (n[d] + p->stride[d] - 1) / p->stride[d];
+        if (m[d] != want)
+            return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: output axis %d is %d, expected ceil(%d / %d) = %d", op,
+                             d, m[d], n[d], p->stride[d], want);
+    }
+    J->cin = cin;
+    J->cout = cout;
+    size_t ktaps = (size_t)J->k[0] * (size_t)J->k[1] * (size_t)J->k[2];
+    size_t nw = ktaps * (size_t)J->cin * (size_t)J->cout;
+    if (w->n < nw)
+        return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: weights hold %zu floats, kernel %dx%dx%dx%dx%d needs %zu",
+                         op, w->n, J->k[0], J->k[1], J->k[2], J->cin, J->cout, nw);
+    if (b && b->n < (size_t)J->cout)
+        return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: bias holds %zu floats, need %d", op, b->n, J->cout);
+    J->ldw = (J->cout + CPU_VW - 1) / CPU_VW * CPU_VW;
+    J->span = (J->m[2] - 1) * J->s[2] + J->k[2];
+    int rowvox = J->span > J->n[2] ? J->span : J->n[2]; /* a whole input row fits too (loaders, narrow path) */
+    J->rowlen = ((size_t)rowvox * (size_t)J->cin + CPU_VW - 1) / CPU_VW * CPU_VW;
+    J->leaky = p->leaky;
+    J->alpha = p->alpha;
+
+    int nt = cpu_threads(be);
+    double flops = 2.0 * (double)nw * (double)J->m[0] * (double)J->m[1] * (double)J->m[2];
+    if (flops < 4e6 || items < 2)
+        nt = 1;
+    if (nt > items)
+        nt = (int)items;
+    P->nt = nt;
+    P->narrow = cpu_conv_narrow_fits(J->cin, J->cout);
+    P->ntap2 = (size_t)J->k[0] * (size_t)J->k[1];
+    P->extra = (extra + 15) / 16 * 16; /* each thread's part stays 64-byte aligned */
+    P->per_thread = P->ntap2 * J->rowlen + (size_t)RBLOCK_MAX * CPU_VMAX * CPU_VW + P->extra;
+    P->per_thread = (P->per_thread + 15) / 16 * 16;
+    /* weights: as stored when Cout is a vector multiple, else repacked (zero-padded rows, or the narrow layout) */
+    size_t nwp = P->narrow ? nw : J->ldw == J->cout ? 0 : ktaps * (size_t)J->cin * (size_t)J->ldw;
+    P->bias = cpu_alloc_floats((size_t)J->ldw);
+    P->wpack = nwp ? cpu_alloc_floats(nwp) : NULL;
+    P->scratch = cpu_alloc_floats(P->per_thread * (size_t)nt);
+    P->ptrs = malloc(3 * P->ntap2 * (size_t)nt * sizeof *P->ptrs);
+    P->taps = malloc(P->ntap2 * (size_t)nt * sizeof *P->taps);
+    if (!P->bias || (nwp && !P->wpack) || !P->scratch || !P->ptrs || !P->taps) {
+        cpu_conv_plan_free(P);
+        return cpu_nomem(be, (P->per_thread * (size_t)nt + nwp + (size_t)J->ldw) * sizeof(float));
+    }
+    memset(P->bias, 0, (size_t)J->ldw * sizeof(float));
+    if (b)
+        memcpy(P->bias, b->data, (size_t)J->cout * sizeof(float));
+    J->bias = P->bias;
+    J->w = w->data;
+    if (P->narrow) {
+        cpu_conv_narrow_pack(J, w->data, P->wpack);
+        J->w = P->wpack;
+    } else if (P->wpack) {
+        /* zero-pad every weight row from Cout to ldw floats */
+        size_t nrows = ktaps * (size_t)J->cin;
+        memset(P->wpack, 0, nwp * sizeof(float));
+        for (size_t r = 0; r < nrows; r++)
+            memcpy(P->wpack + r * (size_t)J->ldw, w->data + r * (size_t)J->cout, (size_t)J->cout * sizeof(float));
+        J->w = P->wpack;
+    }
+    return VXM_OK;
+}
+
+void cpu_conv_plan_free(conv_plan *P)
+{
+    free(P->bias);
+    free(P->wpack);
+    free(P->scratch);
+    free(P->ptrs);
+    free(P->taps);
+    P->bias = P->wpack = P->scratch = NULL;
+    P->ptrs = NULL;
+    P->taps = NULL;
+}
+
+float *cpu_conv_plan_thread(const conv_plan *P, int tid, conv_scratch *S)
+{
+    S->rows = P->scratch + (size_t)tid * P->per_thread;
+    S->block = S->rows + P->ntap2 * P->J.rowlen;
+    S->xrow = P->ptrs + (size_t)tid * 3 * P->ntap2;
+    S->xp = S->xrow + P->ntap2;
+    S->wp = S->xp + P->ntap2;
+    S->tap = P->taps + (size_t)tid * P->ntap2;
+    return S->block + (size_t)RBLOCK_MAX * CPU_VMAX * CPU_VW;
+}
+
+void cpu_conv_plan_row(const conv_plan *P, int o0, int o1, conv_scratch *S, float *yrow)
+{
+    if (P->narrow)
+        cpu_conv_narrow_row(&P->J, o0, o1, S, yrow);
+    else
+        conv_row(&P->J, o0, o1, S, yrow);
+}
+
+void cpu_conv_plan_run(const conv_plan *P)
+{
+    const conv_job *J = &P->J;
+    int nt = P->nt;
+    /* Work items: a band of up to 8 output rows along axis 1 taken through a range of planes o0, so that the
+     * input rows a band reads stay in this core's cache from one plane to the next (each input row feeds
+     * k0 x k1 output rows).  About 4 items per thread for balance; planes are split only when bands are few. */
+    int band = J->m[1] / (4 * nt);
+    band = band < 1 ? 1 : band > 8 ? 8 : band;
+    int nband = (J->m[1] + band - 1) / band;
+    int nsplit = (4 * nt + nband - 1) / nband;
+    nsplit = nsplit > J->m[0] ? J->m[0] : nsplit;
+    int nitem = nband * nsplit;
+    size_t rowsize = (size_t)J->m[2] * (size_t)J->cout;
+#pragma omp parallel num_threads(nt)
+    {
+        conv_scratch S;
+        cpu_conv_plan_thread(P, cpu_conv_thread_id(), &S);
+#pragma omp for schedule(dynamic, 1)
+        for (int it = 0; it < nitem; it++) {
+            int bi = it % nband, part = it / nband;
+            int o0_end = (int)((long)(part + 1) * J->m[0] / nsplit);
+            for (int o0 = (int)((long)part * J->m[0] / nsplit); o0 < o0_end; o0++)
+                for (int o1 = bi * band; o1 < J->m[1] && o1 < (bi + 1) * band; o1++)
+                    cpu_conv_plan_row(P, o0, o1, &S, J->y + ((size_t)o0 * (size_t)J->m[1] + (size_t)o1) * rowsize);
+        }
+    }
+}
+
 vxm_status cpu_conv(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b,
                     const vxm_conv_params *p, vxm_tensor *y)
 {
@@ -269,122 +414,16 @@ vxm_status cpu_conv(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, c
     vxm_status st;
     if ((st = cpu_check_tensor(be, x, op, "input")) || (st = cpu_check_tensor(be, y, op, "output")))
         return st;
-    if (!p || !w)
-        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: missing weights or parameters", op);
     if (y->buf == x->buf)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: output must not alias the input", op);
-    conv_job J;
-    memset(&J, 0, sizeof J);
-    for (int d = 0; d < 3; d++) {
-        if (p->ksize[d] < 1 || p->stride[d] < 1)
-            return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: kernel %dx%dx%d stride %dx%dx%d", op, p->ksize[0],
-                             p->ksize[1], p->ksize[2], p->stride[0], p->stride[1], p->stride[2]);
-        J.n[d] = x->shape[d];
-        J.m[d] = y->shape[d];
-        J.k[d] = p->ksize[d];
-        J.s[d] = p->stride[d];
-        J.pad[d] = p->pad_lo[d];
-        int want = (x->shape[d] + p->stride[d] - 1) / p->stride[d];
-        if (y->shape[d] != want)
-            return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: output axis %d is %d, expected ceil(%d / %d) = %d", op,
-                             d, y->shape[d], x->shape[d], p->stride[d], want);
-    }
-    J.cin = x->channels;
-    J.cout = y->channels;
-    size_t ktaps = (size_t)J.k[0] * (size_t)J.k[1] * (size_t)J.k[2];
-    size_t nw = ktaps * (size_t)J.cin * (size_t)J.cout;
-    if (w->n < nw)
-        return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: weights hold %zu floats, kernel %dx%dx%dx%dx%d needs %zu",
-                         op, w->n, J.k[0], J.k[1], J.k[2], J.cin, J.cout, nw);
-    if (b && b->n < (size_t)J.cout)
-        return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: bias holds %zu floats, need %d", op, b->n, J.cout);
-    J.ldw = (J.cout + CPU_VW - 1) / CPU_VW * CPU_VW;
-    J.span = (J.m[2] - 1) * J.s[2] + J.k[2];
-    J.rowlen = ((size_t)J.span * (size_t)J.cin + CPU_VW - 1) / CPU_VW * CPU_VW;
-    J.leaky = p->leaky;
-    J.alpha = p->alpha;
-    J.x = x->buf->data;
-    J.y = y->buf->data;
-
-    int nt = cpu_threads(be);
-    long rows = (long)J.m[0] * J.m[1];
-    double flops = 2.0 * (double)nw * (double)J.m[0] * (double)J.m[1] * (double)J.m[2];
-    if (flops < 4e6 || rows < 2)
-        nt = 1;
-    if (nt > rows)
-        nt = (int)rows;
-    int narrow = cpu_conv_narrow_fits(J.cin, J.cout);
-    size_t ntap2 = (size_t)J.k[0] * (size_t)J.k[1];
-    size_t per_thread = ntap2 * J.rowlen + (size_t)RBLOCK_MAX * CPU_VMAX * CPU_VW;
-    /* weights: as stored when Cout is a vector multiple, else repacked (zero-padded rows, or the narrow layout) */
-    size_t nwp = narrow ? nw : J.ldw == J.cout ? 0 : ktaps * (size_t)J.cin * (size_t)J.ldw;
-    float *bias = cpu_alloc_floats((size_t)J.ldw);
-    float *wpack = nwp ? cpu_alloc_floats(nwp) : NULL;
-    float *scratch = cpu_alloc_floats(per_thread * (size_t)nt);
-    const float **ptrs = malloc(3 * ntap2 * (size_t)nt * sizeof *ptrs);
-    int *taps = malloc(ntap2 * (size_t)nt * sizeof *taps);
-    if (!bias || (nwp && !wpack) || !scratch || !ptrs || !taps) {
-        free(bias);
-        free(wpack);
-        free(scratch);
-        free(ptrs);
-        free(taps);
-        return cpu_nomem(be, (per_thread * (size_t)nt + nwp + (size_t)J.ldw) * sizeof(float));
-    }
-    memset(bias, 0, (size_t)J.ldw * sizeof(float));
-    if (b)
-        memcpy(bias, b->data, (size_t)J.cout * sizeof(float));
-    J.bias = bias;
-    J.w = w->data;
-    if (narrow) {
-        cpu_conv_narrow_pack(&J, w->data, wpack);
-        J.w = wpack;
-    } else if (wpack) {
-        /* zero-pad every weight row from Cout to ldw floats */
-        size_t nrows = ktaps * (size_t)J.cin;
-        memset(wpack, 0, nwp * sizeof(float));
-        for (size_t r = 0; r < nrows; r++)
-            memcpy(wpack + r * (size_t)J.ldw, w->data + r * (size_t)J.cout, (size_t)J.cout * sizeof(float));
-        J.w = wpack;
-    }
-
-    /* Work items: a band of up to 8 output rows along axis 1 taken through a range of planes o0, so that the
-     * input rows a band reads stay in this core's cache from one plane to the next (each input row feeds
-     * k0 x k1 output rows).  About 4 items per thread for balance; planes are split only when bands are few. */
-    int band = J.m[1] / (4 * nt);
-    band = band < 1 ? 1 : band > 8 ? 8 : band;
-    int nband = (J.m[1] + band - 1) / band;
-    int nsplit = (4 * nt + nband - 1) / nband;
-    nsplit = nsplit > J.m[0] ? J.m[0] : nsplit;
-    int nitem = nband * nsplit;
-#pragma omp parallel num_threads(nt)
-    {
-        int tid = conv_thread_id();
-        conv_scratch S;
-        S.rows = scratch + (size_t)tid * per_thread;
-        S.block = S.rows + ntap2 * J.rowlen;
-        S.xrow = ptrs + (size_t)tid * 3 * ntap2;
-        S.xp = S.xrow + ntap2;
-        S.wp = S.xp + ntap2;
-        S.tap = taps + (size_t)tid * ntap2;
-#pragma omp for schedule(dynamic, 1)
-        for (int it = 0; it < nitem; it++) {
-            int bi = it % nband, part = it / nband;
-            int o0_end = (int)((long)(part + 1) * J.m[0] / nsplit);
-            for (int o0 = (int)((long)part * J.m[0] / nsplit); o0 < o0_end; o0++)
-                for (int o1 = bi * band; o1 < J.m[1] && o1 < (bi + 1) * band; o1++) {
-                    if (narrow)
-                        cpu_conv_narrow_row(&J, o0, o1, &S);
-                    else
-                        conv_row(&J, o0, o1, &S);
-                }
-        }
-    }
-    free(bias);
-    free(wpack);
-    free(scratch);
-    free(ptrs);
-    free(taps);
+    conv_plan P;
+    if ((st = cpu_conv_plan_init(be, op, x->shape, x->channels, y->shape, y->channels, w, b, p,
+                                 (long)y->shape[0] * y->shape[1], 0, &P)))
+        return st;
+    P.J.x = x->buf->data;
+    P.J.y = y->buf->data;
+    cpu_conv_plan_run(&P);
+    cpu_conv_plan_free(&P);
     return VXM_OK;
 }
 
@@ -736,7 +775,7 @@ vxm_status cpu_conv_backward_filter(vxm_backend *be, const vxm_tensor *x, const 
     const float *gy = dy->buf->data;
 #pragma omp parallel num_threads(nt)
     {
-        int tid = conv_thread_id();
+        int tid = cpu_conv_thread_id();
         conv_scratch S;
         memset(&S, 0, sizeof S);
         S.rows = scratch + (size_t)tid * per_thread;

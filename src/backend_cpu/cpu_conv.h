@@ -1,9 +1,12 @@
-/* Internal to the CPU convolution (cpu_conv.c, cpu_conv_narrow.c): the job description, per-thread scratch and
- * the row set-up both kernel families share. */
+/* Internal to the CPU convolution (cpu_conv.c, cpu_conv_narrow.c, cpu_conv_fused.c): the job description,
+ * per-thread scratch, the row set-up both kernel families share, and the prepared plan (packed weights, scratch)
+ * through which the fused ops (conv + max-pool, upsample + concat + conv) drive the same kernels. */
 #ifndef VXM_BACKEND_CPU_CONV_H
 #define VXM_BACKEND_CPU_CONV_H
 
 #include <stddef.h>
+
+#include "backend_cpu/cpu_internal.h"
 
 typedef struct conv_job {
     const float *x;    /* input (n0, n1, n2, Cin) */
@@ -17,6 +20,11 @@ typedef struct conv_job {
     size_t rowlen; /* floats per padded row buffer (span*Cin rounded up to a vector multiple) */
     int leaky;
     float alpha;
+    /* Fused input (cpu_conv_fused.c): when set, input row (i0, i1) is not read from x but assembled by
+     * load(J, i0, i1, first, count, dst) -- voxels [first, first + count) of the row, Cin floats each -- into the
+     * same row buffers, so the arithmetic is that of a conv over the materialised input.  NULL: read x. */
+    void (*load)(const struct conv_job *J, int i0, int i1, int first, int count, float *dst);
+    const void *load_arg; /* the loader's sources */
 } conv_job;
 
 /* Per-thread scratch. */
@@ -31,8 +39,8 @@ typedef struct conv_scratch {
 
 /* Fills S->xrow / S->tap with the input rows (i0, i1) that output row (o0, o1) reads; out-of-range rows are
  * skipped (SAME zero padding, spec §2.1).  With `copy`, each row is copied into S->rows, zero-padded along axis 2
- * to the span its taps touch (buffer position t = input voxel t - pad2); without, xrow points into the input.
- * Returns the number of rows. */
+ * to the span its taps touch (buffer position t = input voxel t - pad2); without, xrow points into the input (or,
+ * with a loader, to the whole row assembled unpadded in S->rows).  Returns the number of rows. */
 int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy);
 
 /* Narrow outputs (Cout <= 4, e.g. the 2- or 3-channel flow convolutions) with Cin a multiple of the vector width:
@@ -40,6 +48,41 @@ int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy);
 int cpu_conv_narrow_fits(int cin, int cout);
 /* Weights (k0,k1,k2,Cin,Cout) -> the narrow kernels' layout (cpu_conv_narrow.c); wt holds the same count. */
 void cpu_conv_narrow_pack(const conv_job *J, const float *w, float *wt);
-void cpu_conv_narrow_row(const conv_job *J, int o0, int o1, conv_scratch *S);
+void cpu_conv_narrow_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *yrow);
+
+/* A prepared convolution: the job with its packed weights and zero-padded bias, and per-thread scratch for nt
+ * threads, each followed by `extra` floats for the caller (cpu_conv_plan_extra). */
+typedef struct conv_plan {
+    conv_job J;
+    int nt, narrow;
+    size_t ntap2, per_thread, extra;
+    float *bias, *wpack, *scratch;
+    const float **ptrs;
+    int *taps;
+} conv_plan;
+
+/* Checks a convolution (name `op`, for messages) of an n-grid input of cin channels into an m-grid output of cout
+ * channels -- m must be ceil(n / stride) -- with weights w, bias b (may be NULL), and prepares P for at most
+ * `items` parallel work units (fewer threads for small work, as cpu_conv).  x, y, load: set by the caller in P->J
+ * afterwards (x may stay NULL with a loader, y when the rows go through cpu_conv_plan_row).  Row buffers hold a whole
+ * input row too (a loader's unpadded rows for the narrow kernels).  Free with cpu_conv_plan_free. */
+vxm_status cpu_conv_plan_init(vxm_backend *be, const char *op, const int n[3], int cin, const int m[3], int cout,
+                              const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, long items,
+                              size_t extra, conv_plan *P);
+void cpu_conv_plan_free(conv_plan *P);
+/* Thread tid's scratch set up in S; returns its `extra` floats. */
+float *cpu_conv_plan_thread(const conv_plan *P, int tid, conv_scratch *S);
+/* Output row (o0, o1) (m2 x Cout floats) computed into yrow, by whichever kernel family fits the plan. */
+void cpu_conv_plan_row(const conv_plan *P, int o0, int o1, conv_scratch *S, float *yrow);
+/* Every output row into P->J.y, over P->nt threads (the scheduling of cpu_conv). */
+void cpu_conv_plan_run(const conv_plan *P);
+/* OpenMP thread number (0 without OpenMP). */
+int cpu_conv_thread_id(void);
+
+/* The fused ops (cpu_conv_fused.c; backend.h documents them). */
+vxm_status cpu_conv_pool(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b,
+                         const vxm_conv_params *p, const int f[3], vxm_tensor *y);
+vxm_status cpu_conv_upcat(vxm_backend *be, const vxm_tensor *a, const int f[3], const vxm_tensor *skip,
+                          const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, vxm_tensor *y);
 
 #endif

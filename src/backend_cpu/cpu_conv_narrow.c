@@ -158,7 +158,7 @@ static void narrow_border(const conv_job *J, const float *const *xrow, const flo
 /* Reads the input rows in place (no padded copies: with few outputs per input the copy would cost a quarter of
  * the work): the voxels whose taps all lie inside the row go through the register-blocked kernels, the one or
  * two at each end through narrow_border. */
-void cpu_conv_narrow_row(const conv_job *J, int o0, int o1, conv_scratch *S)
+void cpu_conv_narrow_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *yrow)
 {
     int cout = J->cout, m2 = J->m[2], s2 = J->s[2], p2 = J->pad[2];
     int nb = J->k[2] * J->cin / CPU_VW;
@@ -167,7 +167,6 @@ void cpu_conv_narrow_row(const conv_job *J, int o0, int o1, conv_scratch *S)
     int ntap = cpu_conv_rows(J, o0, o1, S, 0);
     for (int t = 0; t < ntap; t++)
         S->wp[t] = J->w + (size_t)S->tap[t] * slab;
-    float *yrow = J->y + ((size_t)o0 * (size_t)J->m[1] + (size_t)o1) * (size_t)m2 * (size_t)cout;
     /* interior: o2*s2 - p2 >= 0 and o2*s2 - p2 + k2 - 1 <= n2 - 1 */
     int lo = -floor_div(-p2, s2), hi = floor_div(J->n[2] - J->k[2] + p2, s2);
     if (lo < 0)

@@ -1,6 +1,7 @@
 /* Device buffers, scratch buffers, kernel arguments and launches of the OpenCL backend. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend_opencl/cl_internal.h"
 
@@ -15,10 +16,13 @@ vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out
                          "buffer of %zu floats (%llu bytes) exceeds the device's largest allocation "
                          "CL_DEVICE_MAX_MEM_ALLOC_SIZE = %llu bytes",
                          nfloats, (unsigned long long)nfloats * 4ull, (unsigned long long)cl->max_alloc);
+    if (cl->fault_alloc && ++cl->nalloc == cl->fault_alloc)
+        return vxm_cl_fail(be, CL_MEM_OBJECT_ALLOCATION_FAILURE, 1, "clCreateBuffer (injected by VXM_OPENCL_FAULT)");
     vxm_buffer *b = malloc(sizeof *b);
     if (!b)
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of host memory");
     if (vxm_cl_pool_take(cl, nfloats, b)) {
+        cl->live_buffers++;
         *out = b;
         return VXM_OK;
     }
@@ -35,6 +39,7 @@ vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out
         return vxm_cl_fail(be, err, 1, what);
     }
     b->nfloats = nfloats;
+    cl->live_buffers++;
     *out = b;
     return VXM_OK;
 }
@@ -45,6 +50,7 @@ void vxm_cl_buffer_free(vxm_backend *be, vxm_buffer *buf)
         return;
     /* Pooled or released now.  Either is safe with commands still queued: the queue is in order, so a later user
      * of a pooled buffer runs after them, and OpenCL keeps released storage until they complete. */
+    vxm_cl_of(be)->live_buffers--;
     if (buf->mem && !vxm_cl_pool_give(vxm_cl_of(be), buf))
         clReleaseMemObject(buf->mem);
     free(buf);
@@ -212,7 +218,10 @@ vxm_status vxm_cl_launch_nd(vxm_backend *be, cl_kernel k, const char *name, cl_u
     for (cl_uint d = 0; d < dims; d++)
         if (global[d] == 0)
             return VXM_OK;
-    cl_int err = clEnqueueNDRangeKernel(vxm_cl_of(be)->queue, k, dims, NULL, global, local, 0, NULL, NULL);
+    vxm_cl *cl = vxm_cl_of(be);
+    cl_int err = cl->fault_launch && ++cl->nlaunch == cl->fault_launch
+                     ? CL_OUT_OF_RESOURCES
+                     : clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL, NULL);
     if (err == CL_SUCCESS)
         return VXM_OK;
     char what[128];
@@ -241,4 +250,17 @@ vxm_status vxm_cl_launch2(vxm_backend *be, vxm_cl_kid kid, size_t n0, size_t n1)
     size_t l[2] = {vxm_cl_of(be)->lws[kid], 1};
     size_t g[2] = {(n0 + l[0] - 1) / l[0] * l[0], n1};
     return enqueue(be, kid, 2, g, l);
+}
+
+void vxm_cl_fault_init(vxm_cl *cl)
+{
+    const char *e = getenv("VXM_OPENCL_FAULT");
+    long n = 0;
+    char kind[8] = "";
+    if (!e || sscanf(e, "%7[a-z]:%ld", kind, &n) != 2 || n <= 0)
+        return;
+    if (strcmp(kind, "alloc") == 0)
+        cl->fault_alloc = n;
+    else if (strcmp(kind, "launch") == 0)
+        cl->fault_launch = n;
 }

@@ -282,6 +282,8 @@ static const vxm_backend_ops cl_ops = {
     .maxpool = vxm_cl_maxpool,
     .upsample_nearest = vxm_cl_upsample_nearest,
     .concat = vxm_cl_concat,
+    .conv_pool = vxm_cl_conv_pool,
+    .conv_upcat = vxm_cl_conv_upcat,
     .scale = vxm_cl_scale,
     .resize_linear = vxm_cl_resize_linear,
     .vecint = vxm_cl_vecint,
@@ -531,6 +533,7 @@ vxm_status vxm_backend_opencl_create(vxm_context *ctx, int platform, int device,
 
     vxm_cl_tiles_init(be);
     vxm_cl_pool_init(be);
+    vxm_cl_fault_init(cl);
 
     cl_int err;
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->platform, 0};

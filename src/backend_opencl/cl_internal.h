@@ -168,6 +168,11 @@ typedef struct vxm_cl {
     struct vxm_cl_pool_entry *pool; /* cl_pool.c */
     int npool, pool_cap;
     size_t pool_bytes, pool_limit; /* bytes held by released buffers, and the most it may hold */
+    /* Fault injection for the device-failure tests (cl_buffers.c): VXM_OPENCL_FAULT=alloc:N fails the N-th buffer
+     * allocation with CL_MEM_OBJECT_ALLOCATION_FAILURE, launch:N the N-th kernel launch with CL_OUT_OF_RESOURCES
+     * (what a lost or reset GPU answers).  0 = off. */
+    long fault_alloc, fault_launch, nalloc, nlaunch;
+    long live_buffers; /* vxm_buffers allocated and not yet freed (tests check that failures free everything) */
 } vxm_cl;
 
 /* Sources of one program and their file names (build error messages name the file and line). */
@@ -252,6 +257,7 @@ static inline vxm_status vxm_cl_shape_error(vxm_backend *be, const char *op, con
  * allocations of a training step or of a batch of pairs reuse the previous run's buffers (no allocation, no page
  * faults on first touch).  VXM_OPENCL_POOL_MB sets the limit (0: no pool). */
 void vxm_cl_pool_init(vxm_backend *be);
+void vxm_cl_fault_init(vxm_cl *cl); /* reads VXM_OPENCL_FAULT (cl_buffers.c) */
 int vxm_cl_pool_take(vxm_cl *cl, size_t nfloats, vxm_buffer *b); /* 1 when b got a pooled buffer */
 int vxm_cl_pool_give(vxm_cl *cl, vxm_buffer *b);                 /* 1 when the pool kept b->mem */
 void vxm_cl_pool_flush(vxm_cl *cl);
@@ -317,5 +323,7 @@ vxm_status vxm_cl_one_hot(vxm_backend *be, const vxm_tensor *lab, const int *lut
 vxm_status vxm_cl_elu(vxm_backend *be, const vxm_tensor *x, vxm_tensor *y);
 vxm_status vxm_cl_elu_backward(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy, vxm_tensor *dx);
 vxm_status vxm_cl_blend(vxm_backend *be, float a, const vxm_tensor *x, float b, const vxm_tensor *z, vxm_tensor *y);
+vxm_status vxm_cl_conv_pool(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, const int f[3], vxm_tensor *y);
+vxm_status vxm_cl_conv_upcat(vxm_backend *be, const vxm_tensor *a, const int f[3], const vxm_tensor *skip, const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, vxm_tensor *y);
 
 #endif

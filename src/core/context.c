@@ -100,6 +100,30 @@ vxm_status vxm_error(vxm_context *ctx, vxm_status code, const char *subject, con
     return code;
 }
 
+void vxm_error_annotate(vxm_context *ctx, const char *subject, const char *fmt, ...)
+{
+    if (!ctx || !ctx->code)
+        return;
+    char where[256], old[VXM_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(where, sizeof where, fmt, ap);
+    va_end(ap);
+    snprintf(old, sizeof old, "%s", ctx->err);
+    size_t sl = subject ? strlen(subject) : 0, head = 0;
+    if (sl && strncmp(old, subject, sl) == 0 && old[sl] == ':' && old[sl + 1] == ' ')
+        head = sl + 2;
+    /* old[0..head) + where + ": " + old[head..], cut to the buffer */
+    const char *parts[4] = {old, where, ": ", old + head};
+    size_t lens[4] = {head, strlen(where), 2, strlen(old + head)}, used = 0;
+    for (int i = 0; i < 4; i++) {
+        size_t n = lens[i] < sizeof ctx->err - 1 - used ? lens[i] : sizeof ctx->err - 1 - used;
+        memcpy(ctx->err + used, parts[i], n);
+        used += n;
+    }
+    ctx->err[used] = '\0';
+}
+
 void vxm_note(vxm_context *ctx, const char *fmt, ...)
 {
     if (!ctx)

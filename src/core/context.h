@@ -19,6 +19,12 @@ struct vxm_context {
 vxm_status vxm_error(vxm_context *ctx, vxm_status code, const char *subject, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Adds where an error happened to the recorded message: "subject: problem" becomes "subject: <where>: problem"
+ * when the message starts with subject (e.g. the device), else "<where>: message".  Used by the graph executor
+ * to name the layer a device failure happened in. */
+void vxm_error_annotate(vxm_context *ctx, const char *subject, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Appends one line ("warning: file: problem") to the context's notes: the library never prints, the CLI shows
  * them (e.g. a corrupt OpenCL program cache that was ignored).  A line that does not fit is dropped. */
 void vxm_note(vxm_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/context.h"
 #include "core/rng.h"
 #include "graph/graph.h"
 
@@ -102,6 +103,8 @@ vxm_status vxm_weights_upload(vxm_backend *be, const vxm_graph *g, vxm_weights *
         st = be->ops->buffer_alloc(be, g->params[i].numel, &w->buf[i]);
         if (!st)
             st = be->ops->buffer_write(be, w->buf[i], g->params[i].host, g->params[i].numel);
+        if (st)
+            vxm_error_annotate(be->ctx, be->spec, "layer %s (%s upload)", g->params[i].layer, g->params[i].kind);
     }
     if (st) {
         vxm_weights_free(w);
@@ -288,6 +291,9 @@ static vxm_status run_node(vxm_exec *ex, int i, vxm_tensor *y)
     case VXM_OP_SAMPLE_BACK: return o->sample_normal_backward(be, a, b, c, y);
     case VXM_OP_LOSS_BACK: return run_loss_back(be, n, a, b, y);
     case VXM_OP_ELU_BACK: return o->elu_backward(be, a, b, y);
+    case VXM_OP_CONV_POOL: return o->conv_pool(be, a, b->buf, c->buf, &n->p.fused.conv, n->p.fused.f, y);
+    case VXM_OP_CONV_UPCAT:
+        return o->conv_upcat(be, a, n->p.fused.f, b, c->buf, ex->t[n->in[3]].buf, &n->p.fused.conv, y);
     case VXM_OP_COUNT: break;
     }
     return vxm_error(be->ctx, VXM_EINVAL, be->spec, "unknown op in node %s", n->name);
@@ -341,9 +347,8 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
     } else {
         st = vxm_tensor_alloc(ex->be, n->shape, n->channels, &ex->t[i]);
     }
-    if (st)
-        return st;
-    st = run_node(ex, i, &ex->t[i]);
+    if (!st)
+        st = run_node(ex, i, &ex->t[i]);
     if (src >= 0)
         ex->t[src].buf = NULL; /* owned by node i now */
     if (!st && ex->seconds) {
@@ -351,8 +356,10 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
         st = ex->be->ops->finish(ex->be);
         ex->seconds[i] = now_seconds() - t0;
     }
-    if (st)
+    if (st) { /* a device failure (out of memory, lost device) names the layer it happened in */
+        vxm_error_annotate(ex->be->ctx, ex->be->spec, "layer %s", n->name);
         return st;
+    }
     for (int k = 0; k < n->n_in; k++) {
         int src = n->in[k];
         if (ex->last_use[src] == i)

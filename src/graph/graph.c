@@ -261,17 +261,43 @@ void vxm_graph_set_loss_weight(vxm_graph *g, int loss, double weight)
             g->nodes[i].p.loss.weight = weight;
 }
 
+double vxm_node_conv_flops(const vxm_graph *g, const vxm_node *n)
+{
+    if (n->op != VXM_OP_CONV && n->op != VXM_OP_CONV_UPCAT && n->op != VXM_OP_CONV_POOL)
+        return 0; /* before reading in[0]: other nodes may have no input (fuzz_h5model, issue 11) */
+    const vxm_conv_params *p = n->op == VXM_OP_CONV ? &n->p.conv : &n->p.fused.conv;
+    int cin = g->nodes[n->in[0]].channels;
+    double vox = (double)n->shape[0] * n->shape[1] * n->shape[2];
+    switch (n->op) {
+    case VXM_OP_CONV: break;
+    case VXM_OP_CONV_UPCAT: cin += g->nodes[n->in[1]].channels; break;
+    case VXM_OP_CONV_POOL: /* the conv's own grid, ceil(n / stride), not the pooled one */
+        vox = 1;
+        for (int d = 0; d < 3; d++)
+            vox *= (g->nodes[n->in[0]].shape[d] + p->stride[d] - 1) / p->stride[d];
+        break;
+    default: return 0;
+    }
+    return 2.0 * p->ksize[0] * p->ksize[1] * p->ksize[2] * cin * n->channels * vox;
+}
+
 double vxm_graph_conv_flops(const vxm_graph *g)
 {
     double total = 0;
     int nf = g->param_grad ? g->n_forward : g->n;
-    for (int i = 0; i < nf; i++) {
-        const vxm_node *n = &g->nodes[i];
-        if (n->op == VXM_OP_CONV)
-            total += 2.0 * n->p.conv.ksize[0] * n->p.conv.ksize[1] * n->p.conv.ksize[2] *
-                     g->nodes[n->in[0]].channels * n->channels * n->shape[0] * n->shape[1] * n->shape[2];
-    }
+    for (int i = 0; i < nf; i++)
+        total += vxm_node_conv_flops(g, &g->nodes[i]);
     return total;
+}
+
+int vxm_graph_io_fields(vxm_graph *g, int *f[VXM_GRAPH_IO_FIELDS])
+{
+    int *all[VXM_GRAPH_IO_FIELDS] = {&g->out_moved,       &g->out_warp,      &g->out_preint,   &g->out_flow_mean,
+                                     &g->out_flow_logvar, &g->in_source,     &g->in_target,    &g->out_neg_moved,
+                                     &g->out_neg_warp,    &g->in_seg_source, &g->in_seg_target, &g->out_seg_moved,
+                                     &g->in_hyper};
+    memcpy(f, all, sizeof all);
+    return VXM_GRAPH_IO_FIELDS;
 }
 
 const char *vxm_op_name(vxm_op op)
@@ -289,6 +315,6 @@ const char *vxm_op_name(vxm_op op)
         [VXM_OP_UPSAMPLE_BACK] = "upsample_back", [VXM_OP_SLICE] = "slice", [VXM_OP_RESIZE_BACK] = "resize_back",
         [VXM_OP_TRANSFORM_BACK_IMAGE] = "transform_back_image", [VXM_OP_TRANSFORM_BACK_DISP] = "transform_back_disp",
         [VXM_OP_SAMPLE_BACK] = "sample_back", [VXM_OP_LOSS_BACK] = "loss_back",
-        [VXM_OP_ELU_BACK] = "elu_back"};
+        [VXM_OP_ELU_BACK] = "elu_back", [VXM_OP_CONV_POOL] = "conv_pool", [VXM_OP_CONV_UPCAT] = "conv_upcat"};
     return (unsigned)op < VXM_OP_COUNT && names[op] ? names[op] : "?";
 }

@@ -50,6 +50,9 @@ typedef enum vxm_op {
     VXM_OP_SAMPLE_BACK,      /* in: log-variance, noise, dy -> d log-variance */
     VXM_OP_LOSS_BACK,        /* in: the loss node's inputs; p.loss (kind, wrt) -> d loss / d in[wrt] */
     VXM_OP_ELU_BACK,         /* in: x (the ELU's input), dy */
+    /* fused (inference graphs only: graph/fuse.h) */
+    VXM_OP_CONV_POOL,  /* in: x, kernel, bias; p.fused: max-pool (factors f) of the conv, full-size output never stored */
+    VXM_OP_CONV_UPCAT, /* in: a, skip, kernel, bias; p.fused: conv of [upsample_f(a), skip] (channels in that order) */
     VXM_OP_COUNT
 } vxm_op;
 
@@ -89,6 +92,7 @@ typedef union vxm_op_params {
     struct { vxm_interp interp; int use_fill; float fill; } transform;
     struct { int c0; } slice;
     vxm_loss_params loss;
+    struct { vxm_conv_params conv; int f[3]; } fused; /* CONV_POOL: the pool's factors; CONV_UPCAT: the upsampling's */
 } vxm_op_params;
 
 typedef struct vxm_node {
@@ -170,6 +174,12 @@ int vxm_graph_add_loss(vxm_graph *g, vxm_op op, const char *name, int a, int b, 
 void vxm_graph_set_loss_weight(vxm_graph *g, int loss, double weight);
 /* Sum of convolution FLOPs (2 per multiply-add) of the forward nodes. */
 double vxm_graph_conv_flops(const vxm_graph *g);
+/* Convolution FLOPs of one node (CONV, or a fused CONV_POOL / CONV_UPCAT: its convolution's), else 0. */
+double vxm_node_conv_flops(const vxm_graph *g, const vxm_node *n);
+/* Pointers to the graph's node-index fields (out_moved, in_source, ...: -1 when unset), for passes that renumber
+ * nodes or must keep the nodes they name; returns their count. */
+#define VXM_GRAPH_IO_FIELDS 13
+int vxm_graph_io_fields(vxm_graph *g, int *f[VXM_GRAPH_IO_FIELDS]);
 const char *vxm_op_name(vxm_op op);
 static inline size_t vxm_node_numel(const vxm_node *n)
 {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/fuse.h"
 #include "graph/split.h"
 #include "model/model.h"
 
@@ -80,6 +81,10 @@ static vxm_status register_exact(vxm_context *ctx, vxm_backend *be, const vxm_mo
     vxm_weights *w = NULL;
     if (!st)
         st = vxm_graph_split_wide(ctx, &g, vxm_backend_alloc_limit(be), m->path);
+    /* Single-consumer chains (conv -> pool, upsample -> concat -> conv) run fused, without their full-resolution
+     * intermediates (graph/fuse.h); VXM_FUSE=0 runs them unfused. */
+    if (!st)
+        st = vxm_graph_fuse(ctx, &g);
     if (!st)
         st = vxm_weights_extend(be, g, be->weights_cache, &w);
     /* HyperMorph: the hyper-parameter (vxm_model_set_hyper) is graph input 4 (graph.h in_hyper) */

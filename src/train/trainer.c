@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/context.h"
 #include "core/rng.h"
 #include "train/trainer_internal.h"
 
@@ -449,8 +450,9 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
         }
         for (int k = 0; k < g->nparams && !st; k++) {
             int gn = g->param_grad[k];
-            if (gn >= 0)
-                st = be->ops->axpy(be, inv_b, vxm_exec_tensor(ex, gn)->buf, t->grad[k], g->params[k].numel);
+            if (gn >= 0 &&
+                (st = be->ops->axpy(be, inv_b, vxm_exec_tensor(ex, gn)->buf, t->grad[k], g->params[k].numel)))
+                vxm_error_annotate(t->ctx, be->spec, "layer %s (%s gradient)", g->params[k].layer, g->params[k].kind);
         }
         vxm_exec_end(ex);
     }

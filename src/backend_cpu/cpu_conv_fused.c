@@ -1,0 +1,133 @@
+/* Fused convolutions of the U-Net (backend.h conv_pool / conv_upcat; graph/fuse.h), on cpu_conv.c's kernels through
+ * its plan (cpu_conv.h), so that every output element is the same sum in the same order as the unfused op sequence
+ * and the results are bitwise equal to it (cpu_conv.c: the order per element depends on the row and the tap loop
+ * only).  Issue 12: a full-resolution tensor that feeds one consumer is never stored.
+ *
+ * conv_pool: a thread computes the f0 x f1 conv rows of one pooled row into its own scratch and max-reduces them in
+ * cpu_maxpool's order (first value, then `v > o ? v : o` over the block in lexicographic order, §2.3), dropping
+ * the trailing conv rows and voxels 'valid' pooling drops.  Each pooled row is made by one thread: deterministic
+ * for any thread count.
+ *
+ * conv_upcat: the conv's row buffers are filled from the two sources -- voxel t of input row (i0, i1) is
+ * a[i0/f0, i1/f1, t/f2] (nearest upsampling, §2.4) followed by skip[i0, i1, t] (concatenation, §2.5) -- instead of
+ * from a materialised concatenation; the kernels then run unchanged. */
+#include <string.h>
+
+#include "backend_cpu/cpu_conv.h"
+#include "backend_cpu/cpu_internal.h"
+
+/* VXM_OK when every factor is at least 1. */
+static vxm_status factors_ok(vxm_backend *be, const int f[3], const char *op)
+{
+    int ok = f && f[0] >= 1 && f[1] >= 1 && f[2] >= 1;
+    return ok ? VXM_OK : vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: factors must be >= 1", op);
+}
+
+vxm_status cpu_conv_pool(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b,
+                         const vxm_conv_params *p, const int f[3], vxm_tensor *y)
+{
+    static const char op[] = "conv_pool";
+    vxm_status st;
+    if ((st = factors_ok(be, f, op)) || (st = cpu_check_tensor(be, x, op, "input")) ||
+        (st = cpu_check_tensor(be, y, op, "output")))
+        return st;
+    if (!p)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: missing parameters", op);
+    if (y->buf == x->buf)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: output must not alias the input", op);
+    int m[3]; /* the conv's grid */
+    for (int d = 0; d < 3; d++) {
+        m[d] = p->stride[d] >= 1 ? (x->shape[d] + p->stride[d] - 1) / p->stride[d] : 0;
+        if (y->shape[d] != m[d] / f[d])
+            return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: output axis %d is %d, expected %d / %d = %d", op, d,
+                             y->shape[d], m[d], f[d], m[d] / f[d]);
+    }
+    int C = y->channels;
+    size_t rowsize = (size_t)m[2] * (size_t)C; /* one conv row */
+    conv_plan P;
+    if ((st = cpu_conv_plan_init(be, op, x->shape, x->channels, m, C, w, b, p, (long)y->shape[0] * y->shape[1],
+                                 (size_t)f[0] * (size_t)f[1] * rowsize, &P)))
+        return st;
+    P.J.x = x->buf->data;
+    const int *q = y->shape;
+    long rows = (long)q[0] * q[1];
+    float *out = y->buf->data;
+#pragma omp parallel num_threads(P.nt)
+    {
+        conv_scratch S;
+        float *blk = cpu_conv_plan_thread(&P, cpu_conv_thread_id(), &S);
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            int q0 = (int)(r / q[1]), q1 = (int)(r % q[1]);
+            for (int a = 0; a < f[0]; a++)
+                for (int c = 0; c < f[1]; c++)
+                    cpu_conv_plan_row(&P, q0 * f[0] + a, q1 * f[1] + c, &S,
+                                      blk + (size_t)(a * f[1] + c) * rowsize);
+            for (int q2 = 0; q2 < q[2]; q2++) {
+                float *o = out + ((size_t)r * (size_t)q[2] + (size_t)q2) * (size_t)C;
+                for (int a = 0; a < f[0]; a++)
+                    for (int c = 0; c < f[1]; c++)
+                        for (int e = 0; e < f[2]; e++) {
+                            const float *v = blk + (size_t)(a * f[1] + c) * rowsize +
+                                             (size_t)(q2 * f[2] + e) * (size_t)C;
+                            if (a == 0 && c == 0 && e == 0)
+                                memcpy(o, v, (size_t)C * sizeof(float));
+                            else
+                                for (int ch = 0; ch < C; ch++)
+                                    o[ch] = v[ch] > o[ch] ? v[ch] : o[ch];
+                        }
+            }
+        }
+    }
+    cpu_conv_plan_free(&P);
+    return VXM_OK;
+}
+
+/* The two sources of conv_upcat's input. */
+typedef struct upcat_src {
+    const vxm_tensor *a, *skip;
+    int f[3];
+} upcat_src;
+
+/* conv_job loader: voxels [first, first + count) of row (i0, i1) of concat(upsample_f(a), skip). */
+static void upcat_load(const conv_job *J, int i0, int i1, int first, int count, float *dst)
+{
+    const upcat_src *U = J->load_arg;
+    const int *na = U->a->shape;
+    size_t ca = (size_t)U->a->channels, cs = (size_t)U->skip->channels, cin = (size_t)J->cin;
+    const float *ra = U->a->buf->data +
+                      ((size_t)(i0 / U->f[0]) * (size_t)na[1] + (size_t)(i1 / U->f[1])) * (size_t)na[2] * ca;
+    const float *rs = U->skip->buf->data + ((size_t)i0 * (size_t)J->n[1] + (size_t)i1) * (size_t)J->n[2] * cs;
+    for (int t = first; t < first + count; t++, dst += cin) {
+        memcpy(dst, ra + (size_t)(t / U->f[2]) * ca, ca * sizeof(float));
+        memcpy(dst + ca, rs + (size_t)t * cs, cs * sizeof(float));
+    }
+}
+
+vxm_status cpu_conv_upcat(vxm_backend *be, const vxm_tensor *a, const int f[3], const vxm_tensor *skip,
+                          const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, vxm_tensor *y)
+{
+    static const char op[] = "conv_upcat";
+    vxm_status st;
+    if ((st = factors_ok(be, f, op)) || (st = cpu_check_tensor(be, a, op, "input")) ||
+        (st = cpu_check_tensor(be, skip, op, "skip input")) || (st = cpu_check_tensor(be, y, op, "output")))
+        return st;
+    for (int d = 0; d < 3; d++)
+        if (a->shape[d] * f[d] != skip->shape[d])
+            return vxm_error(be->ctx, VXM_ESHAPE, be->spec,
+                             "%s: upsampled input axis %d is %d * %d, the skip input's %d", op, d, a->shape[d], f[d],
+                             skip->shape[d]);
+    if (y->buf == a->buf || y->buf == skip->buf)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: output must not alias an input", op);
+    conv_plan P;
+    if ((st = cpu_conv_plan_init(be, op, skip->shape, a->channels + skip->channels, y->shape, y->channels, w, b, p,
+                                 (long)y->shape[0] * y->shape[1], 0, &P)))
+        return st;
+    upcat_src U = {a, skip, {f[0], f[1], f[2]}};
+    P.J.load = upcat_load;
+    P.J.load_arg = &U;
+    P.J.y = y->buf->data;
+    cpu_conv_plan_run(&P);
+    cpu_conv_plan_free(&P);
+    return VXM_OK;
+}
