@@ -2,12 +2,15 @@
  *
  *   data    dx = forward convolution (cl_conv.c) of dy -- dilated onto the input grid for stride 2 -- with the
  *           flipped, transposed kernel and padding k-1-p, so it runs on the tuned forward kernel;
- *   filter  per-chunk partial sums of x-patch (x) dy, then the partials added in chunk order;
+ *   filter  per-chunk partial sums of x-patch (x) dy, then the partials added in chunk order (the partials by the
+ *           tiled kernel of cl_conv_filter_tiled.c where the device's tile table picks one, bitwise the same);
  *   bias    the same with dy alone.
  * The chunks partition the output voxels by the problem size only (never the device or the work-group size), and
  * no atomics are used: results are reproducible across devices' scheduling and identical run to run. */
+#include "backend_opencl/cl_conv_filter_tiled.h"
 #include "backend_opencl/cl_internal.h"
 #include "backend_opencl/cl_loop_budget.h"
+#include "backend_opencl/cl_tile.h"
 
 /* Chunking of the voxel reductions: about VXM_BWD_PARTS chunks of at least VXM_BWD_MIN_CHUNK voxels, a function of
  * the voxel count alone.  256 partials keep a GPU busy (x the weight blocks) while bounding the scratch to
@@ -128,6 +131,69 @@ vxm_status vxm_cl_conv_backward_data(vxm_backend *be, const vxm_tensor *dy, cons
     return vxm_cl_conv(be, &src, &wf, NULL, &q, dx);
 }
 
+/* Arguments shared by the direct and tiled filter kernels (cl_conv_filter_tiled.h). */
+void vxm_cl_filter_args(vxm_cl_args *a, const vxm_tensor *x, const vxm_tensor *dy, const vxm_conv_params *p,
+                        cl_mem part, unsigned chunk)
+{
+    vxm_cl_arg_mem(a, x->buf->mem);
+    vxm_cl_arg_mem(a, dy->buf->mem);
+    vxm_cl_arg_mem(a, part);
+    for (int d = 0; d < 3; d++)
+        vxm_cl_arg_int(a, x->shape[d]);
+    vxm_cl_arg_int(a, x->channels);
+    vxm_cl_arg_int(a, dy->shape[1]);
+    vxm_cl_arg_int(a, dy->shape[2]);
+    vxm_cl_arg_int(a, dy->channels);
+    vxm_cl_arg_int(a, p->ksize[1]);
+    vxm_cl_arg_int(a, p->ksize[2]);
+    for (int d = 0; d < 3; d++)
+        vxm_cl_arg_int(a, p->stride[d]);
+    for (int d = 0; d < 3; d++)
+        vxm_cl_arg_int(a, p->pad_lo[d]);
+    vxm_cl_arg_uint(a, (unsigned)vxm_cl_nvox(dy));
+    vxm_cl_arg_uint(a, chunk);
+}
+
+/* The direct (register-blocked) filter-gradient kernel: per-chunk partials of x-patch (x) dy into part. */
+static vxm_status filter_direct(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy, const vxm_conv_params *p,
+                                cl_mem part, unsigned chunk, unsigned nparts)
+{
+    vxm_cl *cl = vxm_cl_of(be);
+    vxm_status st;
+    int cin = x->channels, cout = dy->channels;
+    size_t nw = (size_t)p->ksize[0] * (size_t)p->ksize[1] * (size_t)p->ksize[2] * (size_t)cin * (size_t)cout;
+    /* Register block per work-item: 3 taps along axis 2 (VXM_FB_KT) x 8 inputs x 16 outputs when both channel counts
+     * fill it, else 3 x 4 x 8. */
+    int wide = cin >= 8 && cout >= 16;
+    int cib = wide ? 8 : 4, cob = wide ? 16 : 8;
+    vxm_cl_kid kid = wide ? VXM_K_CONV_FILTER_PARTIAL_8X16 : VXM_K_CONV_FILTER_PARTIAL_4X8;
+    int ncib = (cin + cib - 1) / cib, ncob = (cout + cob - 1) / cob;
+    int ntg = (p->ksize[2] + 2) / 3;
+    size_t nblk = (size_t)p->ksize[0] * (size_t)p->ksize[1] * (size_t)ntg * (size_t)ncib * (size_t)ncob;
+    /* Voxels of a chunk per launch: all, or on llvmpipe the loop budget (cl_loop_budget.h) over 8 + 4 CIB + COB
+     * iterations per voxel (measured about 37 for the 8x16 block, 25 for 4x8); a 96^3 volume lost 0.4 % of its
+     * filter gradient there without the cut. */
+    unsigned budget = vxm_cl_loop_budget(cl), sub = chunk;
+    if (budget && sub > budget / (unsigned)(8 + 4 * cib + cob))
+        sub = budget / (unsigned)(8 + 4 * cib + cob);
+    for (unsigned qbeg = 0; qbeg < chunk; qbeg += sub) {
+        vxm_cl_args a;
+        vxm_cl_args_begin(&a, cl, kid);
+        vxm_cl_filter_args(&a, x, dy, p, part, chunk);
+        vxm_cl_arg_uint(&a, (unsigned)nblk);
+        vxm_cl_arg_int(&a, ntg);
+        vxm_cl_arg_int(&a, ncib);
+        vxm_cl_arg_int(&a, ncob);
+        vxm_cl_arg_uint(&a, (unsigned)nw);
+        vxm_cl_arg_uint(&a, qbeg);
+        vxm_cl_arg_uint(&a, chunk - qbeg < sub ? chunk - qbeg : sub);
+        vxm_cl_arg_int(&a, qbeg == 0);
+        if ((st = vxm_cl_args_done(be, &a, kid)) || (st = vxm_cl_launch2(be, kid, nblk, nparts)))
+            return st;
+    }
+    return VXM_OK;
+}
+
 vxm_status vxm_cl_conv_backward_filter(vxm_backend *be, const vxm_tensor *x, const vxm_tensor *dy,
                                        const vxm_conv_params *p, vxm_buffer *dw)
 {
@@ -150,51 +216,14 @@ vxm_status vxm_cl_conv_backward_filter(vxm_backend *be, const vxm_tensor *x, con
     cl_mem part;
     if ((st = vxm_cl_scratch(be, VXM_SCRATCH_CONV_BWD_DY, nw * nparts, &part)))
         return st;
-    /* Register block per work-item: 3 taps along axis 2 (VXM_FB_KT) x 8 inputs x 16 outputs when both channel counts
-     * fill it, else 3 x 4 x 8. */
-    int wide = cin >= 8 && cout >= 16;
-    int cib = wide ? 8 : 4, cob = wide ? 16 : 8;
-    vxm_cl_kid kid = wide ? VXM_K_CONV_FILTER_PARTIAL_8X16 : VXM_K_CONV_FILTER_PARTIAL_4X8;
-    int ncib = (cin + cib - 1) / cib, ncob = (cout + cob - 1) / cob;
-    int ntg = (p->ksize[2] + 2) / 3;
-    size_t nblk = (size_t)p->ksize[0] * (size_t)p->ksize[1] * (size_t)ntg * (size_t)ncib * (size_t)ncob;
-    /* Voxels of a chunk per launch: all, or on llvmpipe the loop budget (cl_loop_budget.h) over 8 + 4 CIB + COB
-     * iterations per voxel (measured about 37 for the 8x16 block, 25 for 4x8); a 96^3 volume lost 0.4 % of its
-     * filter gradient there without the cut. */
-    unsigned budget = vxm_cl_loop_budget(cl), sub = chunk;
-    if (budget && sub > budget / (unsigned)(8 + 4 * cib + cob))
-        sub = budget / (unsigned)(8 + 4 * cib + cob);
-    for (unsigned qbeg = 0; qbeg < chunk; qbeg += sub) {
-        vxm_cl_args a;
-        vxm_cl_args_begin(&a, cl, kid);
-        vxm_cl_arg_mem(&a, x->buf->mem);
-        vxm_cl_arg_mem(&a, dy->buf->mem);
-        vxm_cl_arg_mem(&a, part);
-        for (int d = 0; d < 3; d++)
-            vxm_cl_arg_int(&a, x->shape[d]);
-        vxm_cl_arg_int(&a, cin);
-        vxm_cl_arg_int(&a, dy->shape[1]);
-        vxm_cl_arg_int(&a, dy->shape[2]);
-        vxm_cl_arg_int(&a, cout);
-        vxm_cl_arg_int(&a, p->ksize[1]);
-        vxm_cl_arg_int(&a, p->ksize[2]);
-        for (int d = 0; d < 3; d++)
-            vxm_cl_arg_int(&a, p->stride[d]);
-        for (int d = 0; d < 3; d++)
-            vxm_cl_arg_int(&a, p->pad_lo[d]);
-        vxm_cl_arg_uint(&a, (unsigned)vxm_cl_nvox(dy));
-        vxm_cl_arg_uint(&a, chunk);
-        vxm_cl_arg_uint(&a, (unsigned)nblk);
-        vxm_cl_arg_int(&a, ntg);
-        vxm_cl_arg_int(&a, ncib);
-        vxm_cl_arg_int(&a, ncob);
-        vxm_cl_arg_uint(&a, (unsigned)nw);
-        vxm_cl_arg_uint(&a, qbeg);
-        vxm_cl_arg_uint(&a, chunk - qbeg < sub ? chunk - qbeg : sub);
-        vxm_cl_arg_int(&a, qbeg == 0);
-        if ((st = vxm_cl_args_done(be, &a, kid)) || (st = vxm_cl_launch2(be, kid, nblk, nparts)))
-            return st;
-    }
+    /* The tiled kernel where the device's tile table picks one (GPUs), bitwise the direct kernel's partials; the
+     * direct kernel otherwise or where the device cannot run the tile. */
+    const vxm_cl_tile *t = vxm_cl_tile_for(cl, VXM_TILE_FILTER, cout);
+    int done = 0;
+    if (t->tm != 0 && (st = vxm_cl_conv_filter_tiled(be, t, x, dy, p, part, chunk, nparts, &done)))
+        return st;
+    if (!done && (st = filter_direct(be, x, dy, p, part, chunk, nparts)))
+        return st;
     return sum_partials(be, part, dw->mem, (unsigned)nw, nparts);
 }
 
