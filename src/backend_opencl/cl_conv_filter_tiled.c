@@ -3,10 +3,13 @@
  * are unchanged, bit for bit. */
 #include <stdio.h>
 
+#include <string.h>
+
 #include "backend_opencl/cl_conv_filter_tiled.h"
 #include "backend_opencl/cl_loop_budget.h"
 #include "backend_opencl/cl_tile.h"
 #include "backend_opencl/cl_variant.h"
+#include "core/context.h"
 
 static const char kernel_name[] = "vxm_conv_filter_tiled";
 
@@ -61,10 +64,17 @@ vxm_status vxm_cl_conv_filter_tiled(vxm_backend *be, const vxm_cl_tile *t, const
     vxm_cl_tile_defines(t, defines, sizeof defines);
     cl_kernel k;
     vxm_status st = vxm_cl_variant_kernel(be, "conv_filter_tiled.cl", defines, kernel_name, &k);
-    if (st)
-        return st;
-    if (!kernel_fits(cl, k, wg))
+    if (st || !kernel_fits(cl, k, wg)) {
+        /* As the forward tiles (cl_conv_tiled.c): a driver that cannot build or run this tile still trains, on the
+         * direct kernel for this Cout class from now on, and says so once. */
+        char name[64];
+        vxm_cl_tile_format(t, name, sizeof name);
+        vxm_note(be->ctx, "warning: filter tile %s cannot run on %s (%.150s); using the direct kernel", name,
+                 be->spec, st ? vxm_context_error(be->ctx) : "work-group or local-memory limit");
+        vxm_context_clear_error(be->ctx);
+        memset(&cl->tile[VXM_TILE_FILTER][vxm_cl_tile_class(dy->channels)], 0, sizeof(vxm_cl_tile));
         return VXM_OK;
+    }
 
     int cin = x->channels, cout = dy->channels;
     unsigned nrows = (unsigned)(p->ksize[0] * p->ksize[1] * p->ksize[2] * cin);
