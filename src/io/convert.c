@@ -201,10 +201,8 @@ double vxm_io_alloc_ceiling(void)
     return pages > 0 && page > 0 ? (double)pages * (double)page : 1e18;
 }
 
-vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc,
-                               vxm_volume **out)
+vxm_status vxm_io_volume_check(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc)
 {
-    *out = NULL;
     if (nx < 1 || ny < 1 || nz < 1 || nc < 1)
         return vxm_error(ctx, VXM_EFORMAT, path, "invalid array shape %lld x %lld x %lld x %lld", (long long)nx,
                          (long long)ny, (long long)nz, (long long)nc);
@@ -222,6 +220,16 @@ vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, i
                          "(%.3g GB): a corrupt header?",
                          (long long)nx, (long long)ny, (long long)nz, (long long)nc, need / 1e9,
                          getenv("VXM_MAX_ALLOC_MB") ? "VXM_MAX_ALLOC_MB limit" : "machine's memory", limit / 1e9);
+    return VXM_OK;
+}
+
+vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc,
+                               vxm_volume **out)
+{
+    *out = NULL;
+    vxm_status st = vxm_io_volume_check(ctx, path, nx, ny, nz, nc);
+    if (st)
+        return st;
     int shape[3];
     int ndim;
     if (nz == 1) {

@@ -63,6 +63,9 @@ void vxm_io_disk_dims(const vxm_volume *v, size_t d[3]);
 /* The largest volume a header may ask for, in bytes: the machine's physical memory, or VXM_MAX_ALLOC_MB (MB) when
  * set.  Checked by vxm_io_volume_alloc before anything is allocated. */
 double vxm_io_alloc_ceiling(void);
+/* The shape checks of vxm_io_volume_alloc without the allocation: readers call it before they read (and
+ * allocate for) the voxel data. */
+vxm_status vxm_io_volume_check(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc);
 /* Allocates the volume for disk dims (nx, ny, nz) and nc channels following the shape rules above
  * (VXM_EFORMAT for zero/negative/too large sizes, VXM_ENOMEM). */
 vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc,
@@ -71,8 +74,18 @@ vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, i
 /* Reads up to n bytes from a gzFile; returns the count (short for a cut stream), or -1 on a zlib/file error
  * (message in *why). */
 long long vxm_io_gz_read_full(void *gz, void *buf, size_t n, const char **why);
-/* Reads exactly `bytes` of voxel data; a short read is VXM_EFORMAT "truncated data (N of M bytes)". */
-vxm_status vxm_io_read_voxels(vxm_context *ctx, const char *path, void *gz, void *buf, size_t bytes);
+/* A source of bytes for vxm_io_read_grow: fills up to n bytes of buf, returns the count (0 at the end), or -1
+ * with a message in *why. */
+typedef long long (*vxm_io_reader)(void *src, void *buf, size_t n, const char **why);
+/* Reads `bytes` (a size taken from a header) from `src` into a malloc'd *out, growing the buffer as the data
+ * arrives (1 MiB, then doubling), so that a header that lies about the size costs at most twice the bytes that
+ * are really there (issue 11).  A short read is VXM_EFORMAT "truncated <what> (N of M bytes)"; a read error is
+ * VXM_EFORMAT "cannot read <what>: why". */
+vxm_status vxm_io_read_grow(vxm_context *ctx, const char *path, const char *what, vxm_io_reader rd, void *src,
+                            size_t bytes, unsigned char **out);
+/* vxm_io_read_grow from a gzFile (plain files too): the voxel data of the NIfTI and MGH readers. */
+vxm_status vxm_io_read_voxels_alloc(vxm_context *ctx, const char *path, void *gz, size_t bytes,
+                                    unsigned char **out);
 
 /* ---- output sink: plain or gzip stream on a file descriptor -------------------------------------- */
 typedef struct vxm_sink {

@@ -115,15 +115,13 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
         st = vxm_error(ctx, VXM_EFORMAT, path, "unsupported data type (MGH type %d)", (int)type);
         goto done;
     }
+    /* shape checked, then the data read as it arrives (an .mgz has no size to check), then the volume */
+    if ((st = vxm_io_volume_check(ctx, path, dims[0], dims[1], dims[2], dims[3])))
+        goto done;
+    size_t bytes = (size_t)dims[0] * (size_t)dims[1] * (size_t)dims[2] * (size_t)dims[3] * vxm_dtype_size(dt);
+    if ((st = vxm_io_read_voxels_alloc(ctx, path, gz, bytes, &raw)))
+        goto done;
     if ((st = vxm_io_volume_alloc(ctx, path, dims[0], dims[1], dims[2], dims[3], &v)))
-        goto done;
-    size_t esz = vxm_dtype_size(dt), bytes = vxm_volume_numel(v) * esz;
-    raw = malloc(bytes);
-    if (!raw) {
-        st = vxm_error(ctx, VXM_ENOMEM, path, "out of memory (%zu bytes)", bytes);
-        goto done;
-    }
-    if ((st = vxm_io_read_voxels(ctx, path, gz, raw, bytes)))
         goto done;
     vxm_io_fortran_to_c(vxm_context_effective_threads(ctx),
                         raw, dt, vxm_host_is_little_endian(), NULL, (size_t)dims[0], (size_t)dims[1],

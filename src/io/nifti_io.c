@@ -120,6 +120,8 @@ static vxm_status read_header(vxm_context *ctx, const char *path, gzFile gz, raw
             u = (uint32_t)swap32((int32_t)u);
         float off;
         memcpy(&off, &u, 4);
+        if (isfinite(off) && off > 9.0e18f) /* not representable as a file offset (fuzz_nifti) */
+            return vxm_error(ctx, VXM_EFORMAT, path, "invalid NIfTI header (vox_offset %g)", (double)off);
         hd->data_offset = (isfinite(off) && off > 352.0f) ? (int64_t)off : 352;
     } else {
         if (memcmp(h + 4, "n+2", 4) != 0)
@@ -190,20 +192,18 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
             goto done;
         }
     }
-    if ((st = vxm_io_volume_alloc(ctx, path, hd.dim[1], hd.dim[2], hd.dim[3], nc, &v)))
+    /* shape checked, then the data read as it arrives (a .nii.gz has no size to check), then the volume */
+    if ((st = vxm_io_volume_check(ctx, path, hd.dim[1], hd.dim[2], hd.dim[3], nc)))
         goto done;
-    size_t bytes = vxm_volume_numel(v) * esz;
-    raw = malloc(bytes ? bytes : 1);
-    if (!raw) {
-        st = vxm_error(ctx, VXM_ENOMEM, path, "out of memory (%zu bytes)", bytes);
-        goto done;
-    }
     if (gzseek(gz, (z_off_t)hd.data_offset, SEEK_SET) != (z_off_t)hd.data_offset) {
         st = vxm_error(ctx, VXM_EFORMAT, path, "truncated data (the file ends before vox_offset %lld)",
                        (long long)hd.data_offset);
         goto done;
     }
-    if ((st = vxm_io_read_voxels(ctx, path, gz, raw, bytes)))
+    size_t bytes = (size_t)hd.dim[1] * (size_t)hd.dim[2] * (size_t)hd.dim[3] * (size_t)nc * esz; /* checked */
+    if ((st = vxm_io_read_voxels_alloc(ctx, path, gz, bytes, &raw)))
+        goto done;
+    if ((st = vxm_io_volume_alloc(ctx, path, hd.dim[1], hd.dim[2], hd.dim[3], nc, &v)))
         goto done;
 
     /* the validated header -> nifti_image (qform/sform matrices, units, ...), no file access */

@@ -19,7 +19,7 @@
 #define NPY_MAX_DIMS 32
 
 /* Finds the value of dictionary key `key` in the header text; returns a pointer just past the ':' and
- * spaces, or NULL. */
+ * spaces (inside the header), or NULL. */
 static const char *dict_value(const char *h, size_t n, const char *key)
 {
     size_t kl = strlen(key);
@@ -33,7 +33,7 @@ static const char *dict_value(const char *h, size_t n, const char *key)
             j++;
             while (j < n && isspace((unsigned char)h[j]))
                 j++;
-            return h + j;
+            return j < n ? h + j : NULL; /* no value before the header ends (fuzz_labels: read past it) */
         }
     }
     return NULL;
@@ -173,16 +173,17 @@ vxm_status vxm_npy_parse(vxm_context *ctx, const char *path, const unsigned char
     default:
         return vxm_error(ctx, VXM_EFORMAT, path, "unsupported array shape (%s): expected 1 to 4 axes", shape_txt);
     }
-    vxm_volume *v = NULL;
-    vxm_status st = vxm_io_volume_alloc(ctx, path, d4[0], d4[1], d4[2], d4[3], &v);
+    /* the shape and the bytes present are checked before the volume is allocated */
+    vxm_status st = vxm_io_volume_check(ctx, path, d4[0], d4[1], d4[2], d4[3]);
     if (st)
         return st;
-    size_t count = vxm_volume_numel(v), esz = vxm_dtype_size(dt);
+    size_t count = (size_t)d4[0] * (size_t)d4[1] * (size_t)d4[2] * (size_t)d4[3], esz = vxm_dtype_size(dt);
     size_t avail = len - start - hlen;
-    if (avail / esz < count) {
-        vxm_volume_free(v);
+    if (avail / esz < count)
         return vxm_error(ctx, VXM_EFORMAT, path, "truncated data (%zu of %zu bytes)", avail, count * esz);
-    }
+    vxm_volume *v = NULL;
+    if ((st = vxm_io_volume_alloc(ctx, path, d4[0], d4[1], d4[2], d4[3], &v)))
+        return st;
     const unsigned char *data = buf + start + hlen;
     if (fortran && nd == 1) /* (n,) in Fortran order is the plain vector */
         vxm_io_decode(data, dt, swap, NULL, count, v->data);

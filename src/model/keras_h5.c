@@ -1,9 +1,12 @@
 /* Keras 2 HDF5 reader (spec §3.6).  Dataset paths come from `weight_names`, never from the layer name; name
  * strings are NULL-padded fixed-length (or variable-length) strings; attributes too large for an object
  * header are split by Keras into `<name>0`, `<name>1`, ... */
+#include "io/io.h"
 #include "model/keras_h5.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,18 @@ static char *dup_n(const char *s, size_t n)
     return r;
 }
 
+/* Attribute values are stored uncompressed in the file (object headers or dense storage), so a value larger than
+ * the file is a corrupt size field, refused before anything is allocated for it (issue 11). */
+static int fits_in_file(hid_t obj, double bytes)
+{
+    hid_t fid = H5Iget_file_id(obj);
+    hsize_t size = 0;
+    int ok = fid >= 0 && H5Fget_filesize(fid, &size) >= 0 && bytes <= (double)size;
+    if (fid >= 0)
+        H5Fclose(fid);
+    return ok;
+}
+
 /* Reads a scalar string attribute (variable- or fixed-length).  Returns NULL when absent or not a string. */
 static char *read_string_attr(hid_t obj, const char *name)
 {
@@ -58,7 +73,7 @@ static char *read_string_attr(hid_t obj, const char *name)
             }
         } else {
             size_t sz = H5Tget_size(ft);
-            char *buf = calloc(sz + 1, 1);
+            char *buf = sz > 0 && fits_in_file(obj, (double)sz) ? calloc(sz + 1, 1) : NULL;
             H5Tset_size(mt, sz);
             H5Tset_strpad(mt, H5T_STR_NULLPAD); /* NULLTERM would cut the last character of a full-length name */
             if (buf && H5Aread(a, mt, buf) >= 0)
@@ -83,6 +98,11 @@ static int append_string_array_attr(hid_t obj, const char *name, strlist *out)
     int rc = 0;
     hid_t ft = H5Aget_type(a), sp = H5Aget_space(a);
     hssize_t n = H5Sget_simple_extent_npoints(sp);
+    size_t esz = H5Tget_size(ft);
+    if (n > 0 && (esz == 0 || !fits_in_file(obj, (double)n * (H5Tis_variable_str(ft) > 0 ? 1.0 : (double)esz)))) {
+        rc = -1; /* a corrupt count or string size */
+        goto done;
+    }
     if (H5Tget_class(ft) == H5T_STRING && n > 0) {
         char **grown = realloc(out->s, sizeof(char *) * (size_t)(out->n + n));
         if (!grown) {
@@ -138,6 +158,31 @@ static int read_string_list(hid_t obj, const char *name, strlist *out)
     }
 }
 
+/* A corrupt shape must not become a huge allocation (issue 11): a weight may not exceed the allocation ceiling
+ * (VXM_MAX_ALLOC_MB, else the machine's memory), and an unfiltered dataset must hold the bytes its shape needs
+ * (compressed ones are bounded by the ceiling alone). */
+static vxm_status check_weight_size(vxm_context *ctx, const char *path, const char *dpath, hid_t d, size_t numel)
+{
+    double need = (double)numel * sizeof(float);
+    if (need > vxm_io_alloc_ceiling())
+        return vxm_error(ctx, VXM_EFORMAT, path, "weight %s needs %.3g GB: a corrupt file?", dpath, need / 1e9);
+    hid_t ft = H5Dget_type(d), dcpl = H5Dget_create_plist(d);
+    int cls = ft >= 0 ? (int)H5Tget_class(ft) : -1;
+    size_t esz = ft >= 0 ? H5Tget_size(ft) : 0;
+    int filters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1;
+    hsize_t stored = H5Dget_storage_size(d);
+    if (ft >= 0)
+        H5Tclose(ft);
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    if (cls != H5T_FLOAT && cls != H5T_INTEGER)
+        return vxm_error(ctx, VXM_EFORMAT, path, "weight %s is not numeric", dpath);
+    if (filters == 0 && (double)stored < (double)numel * (double)esz)
+        return vxm_error(ctx, VXM_EFORMAT, path, "weight %s holds %llu bytes, its shape needs %.0f (truncated file?)",
+                         dpath, (unsigned long long)stored, (double)numel * (double)esz);
+    return VXM_OK;
+}
+
 static vxm_status read_weight(vxm_context *ctx, const char *path, hid_t file, const char *layer,
                               const char *wname, vxm_h5_weight *w)
 {
@@ -158,9 +203,15 @@ static vxm_status read_weight(vxm_context *ctx, const char *path, hid_t file, co
     w->rank = rank;
     w->numel = 1;
     for (int i = 0; i < rank; i++) {
+        if (dims[i] > (hsize_t)LONG_MAX || (dims[i] && w->numel > SIZE_MAX / sizeof(float) / dims[i])) {
+            st = vxm_error(ctx, VXM_EFORMAT, path, "weight %s has an invalid shape", dpath);
+            goto done;
+        }
         w->dims[i] = (long)dims[i];
         w->numel *= dims[i];
     }
+    if ((st = check_weight_size(ctx, path, dpath, d, w->numel)))
+        goto done;
     w->data = malloc(w->numel * sizeof(float) + 1);
     if (!w->data) {
         st = vxm_error(ctx, VXM_ENOMEM, path, "cannot allocate weight %s", dpath);
