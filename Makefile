@@ -14,7 +14,7 @@ BUILD   := build
 
 DEB_PACKAGES := build-essential pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-c-headers \
                 libnifti2-dev libhdf5-dev zlib1g-dev libzip-dev libcjson-dev libpng-dev \
-                pocl-opencl-icd mesa-opencl-icd clinfo valgrind zip
+                pocl-opencl-icd mesa-opencl-icd clinfo valgrind zip libdeflate-dev
 
 PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzip libcjson libpng 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs hdf5 libzip libcjson libpng 2>/dev/null)
@@ -22,7 +22,7 @@ PKG_LIBS   := $(shell pkg-config --libs hdf5 libzip libcjson libpng 2>/dev/null)
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) $(ARCH_FLAGS) -fopenmp -fPIC \
            -Wall -Wextra -Werror -Iinclude -Isrc -I$(BUILD) -I/usr/include/nifti $(PKG_CFLAGS) \
            -DCL_TARGET_OPENCL_VERSION=120 -MMD -MP
-LDLIBS  += -lOpenCL -lnifti2 -lznz $(PKG_LIBS) -lz -lm -fopenmp
+LDLIBS  += -lOpenCL -lnifti2 -lznz $(PKG_LIBS) -ldeflate -lz -lm -fopenmp
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/backend_cpu/*.c src/backend_opencl/*.c src/io/*.c \
                              src/model/*.c src/graph/*.c src/eval/*.c src/train/*.c src/synth/*.c))
@@ -136,6 +136,12 @@ $(BUILD)/bench/train_bench: bench/train_bench.c libvxm.a
 $(BUILD)/bench/fma_peak: bench/fma_peak.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -fopenmp
+
+# gzip write/read speed, zlib against libdeflate (issue 12); make bench runs it from bench/bench.sh.
+$(BUILD)/bench/gzip_bench: bench/gzip_bench.c libvxm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< libvxm.a $(LDFLAGS) $(LDLIBS)
+bench: $(BUILD)/bench/gzip_bench
 
 $(BUILD)/bench/make_cohort: bench/make_cohort.c libvxm.a
 	@mkdir -p $(dir $@)
