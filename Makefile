@@ -137,6 +137,10 @@ $(BUILD)/bench/fma_peak: bench/fma_peak.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< -fopenmp
 
+$(BUILD)/bench/cl_peak: bench/cl_peak.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -lOpenCL
+
 # gzip write/read speed, zlib against libdeflate (issue 12); make bench runs it from bench/bench.sh.
 $(BUILD)/bench/gzip_bench: bench/gzip_bench.c libvxm.a
 	@mkdir -p $(dir $@)
@@ -156,7 +160,7 @@ train-demo: deps
 tests: $(BUILD)/bench/make_cohort
 
 bench: deps
-	$(MAKE) all $(BUILD)/bench/vxm_bench $(BUILD)/bench/train_bench $(BUILD)/bench/fma_peak
+	$(MAKE) all $(BUILD)/bench/vxm_bench $(BUILD)/bench/train_bench $(BUILD)/bench/fma_peak $(BUILD)/bench/cl_peak
 	bash bench/bench.sh
 
 clean:

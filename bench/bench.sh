@@ -2,7 +2,7 @@
 # make bench: timing table per device (CPU backend, then every OpenCL device), outputs checked against the
 # golden files in the same run, plus the machine's measured FMA peak.  Timings live here, never in tests.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 SHARED=${VXM_SHARED:-../shared}
 P=$SHARED/data/pairs
 MODEL=$SHARED/data/models/vxm_dense_brain_T1_3D_mse.h5
@@ -24,9 +24,16 @@ for d in $devices; do
         echo; echo "($d is Mesa rusticl: timed on the 64^3 crop pair)"
     fi
     fixed=$P/fixed.nii.gz; [ "$pair" = paircrop ] && fixed=$P/paircrop_fixed.nii.gz
+    # An OpenCL device's conv rates are set against its own measured FP32 FMA peak (cl_peak), not the CPU's.
+    dpeak=$peak
+    if [ "$d" != cpu ]; then
+        dpeak=$(build/bench/cl_peak --device "$d") || dpeak=""
+        echo; echo "device FP32 peak: $(awk -v g="${dpeak:-0}" 'BEGIN { if (g >= 1000) printf "%.2f TFLOP/s", g / 1000
+            else if (g > 0) printf "%.1f GFLOP/s", g; else printf "not measured (cl_peak failed)" }') ($d, cl_peak)"
+    fi
     build/bench/vxm_bench --model "$MODEL" --moving "$P/${pair}_moving.nii.gz" --fixed "$fixed" \
         --golden-warp "$P/${golden}_warp.nii.gz" --golden-moved "$P/${golden}_moved.nii.gz" \
-        --device "$d" --threads "$THREADS" --runs "$runs" --peak "$peak" || echo "bench on $d failed"
+        --device "$d" --threads "$THREADS" --runs "$runs" ${dpeak:+--peak "$dpeak"} || echo "bench on $d failed"
 done
 echo
 echo "== batch: vxm register --batch over pair1 and pair2 (model and device set up once, cpu)"
@@ -81,3 +88,9 @@ else
 fi
 echo
 bash bench/synthmorph_bench.sh
+# On a GPU: cl_peak, tuned vs built-in tiles, GPU training step, whole process, PyTorch + CUDA, issue 10's table.
+if ./vxm devices | grep -q '^opencl:.*\[GPU,'; then
+    echo
+    bash bench/gpu_bench.sh
+fi
+echo; t=$(mktemp -d); ./vxm register --model "$MODEL" --moving "$P/pair1_moving.nii.gz" --fixed "$P/fixed.nii.gz" --moved "$t/moved.nii.gz" --warp "$t/warp.nii.gz" --device cpu --threads "$THREADS" >/dev/null && build/bench/gzip_bench "$P/pair1_vxm_dense_warp.nii.gz" "$t/warp.nii.gz" --runs "$RUNS" || echo "gzip bench failed"; rm -rf "$t"; THREADS=$THREADS RUNS=$RUNS bash bench/openvino_bench.sh "$MODEL" "$P"  # issue 12: gzip table (golden warp, warp vxm writes), OpenVINO row

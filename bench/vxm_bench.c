@@ -34,6 +34,16 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* "X GFLOP/s", or "X TFLOP/s" from 1000 GFLOP/s on (GPU rates). */
+static const char *rate(char *buf, size_t n, double gflops)
+{
+    if (gflops >= 1000)
+        snprintf(buf, n, "%.2f TFLOP/s", gflops / 1000);
+    else
+        snprintf(buf, n, "%.1f GFLOP/s", gflops);
+    return buf;
+}
+
 static double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
@@ -201,7 +211,7 @@ int main(int argc, char **argv)
         char rate[32] = "";
         if (f > 0)
             snprintf(rate, sizeof rate, "%.1f", f / med[i] / 1e9);
-        printf("| %s | %s | %dx%dx%dx%d | %.1f | %.2f | %s | %.1f%% |\n", n->name, vxm_op_name(n->op), n->shape[0],
+        printf("| %s | %s | %dx%dx%dx%d | %.2f | %.2f | %s | %.1f%% |\n", n->name, vxm_op_name(n->op), n->shape[0],
                n->shape[1], n->shape[2], n->channels, med[i] * 1e3, f / 1e9, rate, 100 * med[i] / layer_sum);
         if (f > 0) {
             conv_t += med[i];
@@ -221,12 +231,15 @@ int main(int argc, char **argv)
         if (t > 0)
             printf("| %s | %.1f | %.1f%% |\n", vxm_op_name((vxm_op)op), t * 1e3, 100 * t / layer_sum);
     }
-    printf("\ncompute (unprofiled, median): %.3f s; sum of per-layer times: %.3f s\n", compute, layer_sum);
-    printf("convolutions: %.1f GFLOP in %.3f s = %.1f GFLOP/s", conv_f / 1e9, conv_t, conv_f / conv_t / 1e9);
+    /* four decimals: a GPU registers in ~0.01 s */
+    printf("\ncompute (unprofiled, median): %.4f s; sum of per-layer times: %.4f s\n", compute, layer_sum);
+    char r1[48], r2[48];
+    printf("convolutions: %.1f GFLOP in %.4f s = %s", conv_f / 1e9, conv_t, rate(r1, sizeof r1, conv_f / conv_t / 1e9));
     if (big_t > 0)
-        printf("; layers over 10 GFLOP: %.1f GFLOP/s", big_f / big_t / 1e9);
-    if (o.peak > 0 && big_t > 0)
-        printf(" = %.0f%% of the measured FMA peak (%.1f GFLOP/s)", 100 * big_f / big_t / 1e9 / o.peak, o.peak);
+        printf("; layers over 10 GFLOP: %s", rate(r1, sizeof r1, big_f / big_t / 1e9));
+    if (o.peak > 0 && big_t > 0) /* --peak: bench.sh passes fma_peak's (CPU) or cl_peak's (OpenCL device) rate */
+        printf(" = %.0f%% of the device's measured FP32 FMA peak (%s)", 100 * big_f / big_t / 1e9 / o.peak,
+               rate(r2, sizeof r2, o.peak));
     printf("\n");
     if (gw)
         printf("check: warp max |diff| vs golden %.2e\n", max_abs_diff(warp, gw->data, nw));
