@@ -22,6 +22,7 @@
 
 #include "backend.h"
 #include "test_backends.h"
+#include "test_tiles.h"
 #include "test_util.h"
 
 #define JUNK 1234.5f
@@ -59,11 +60,6 @@ typedef struct cdata {
     vxm_conv_params p;
 } cdata;
 
-static void fill(float *p, size_t n, unsigned long long *s, double lo, double hi)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (float)tu_urand(s, lo, hi);
-}
 
 static int make_case(const ccase *c, unsigned long long seed, cdata *d)
 {
@@ -88,10 +84,10 @@ static int make_case(const ccase *c, unsigned long long seed, cdata *d)
     if (!d->x || !d->w || !d->b || !d->dy)
         return -1;
     double ws = 1.0 / sqrt((double)(c->k[0] * c->k[1] * c->k[2] * c->cin));
-    fill(d->x, d->nx, &seed, -1, 1);
-    fill(d->w, d->nw, &seed, -ws, ws);
-    fill(d->b, (size_t)c->cout, &seed, -0.5, 0.5);
-    fill(d->dy, d->ny, &seed, -1, 1);
+    tt_fill(d->x, d->nx, &seed, -1, 1);
+    tt_fill(d->w, d->nw, &seed, -ws, ws);
+    tt_fill(d->b, (size_t)c->cout, &seed, -0.5, 0.5);
+    tt_fill(d->dy, d->ny, &seed, -1, 1);
     return 0;
 }
 
@@ -157,17 +153,6 @@ static void case_name(const ccase *c, int dgrad, char *buf, size_t n)
              c->s[2], !dgrad && c->leaky ? " leaky" : "");
 }
 
-/* got vs the CPU reference within test_ops_agree.c's tolerance. */
-static int agrees(const float *got, const float *ref, size_t n, char *why, size_t wn)
-{
-    double refmax = 0;
-    for (size_t i = 0; i < n; i++)
-        if (fabs(ref[i]) > refmax)
-            refmax = fabs(ref[i]);
-    double nmse = tu_nmse(got, ref, n), mad = tu_max_abs_diff(got, ref, n), tol = 1e-5 * (1.0 + refmax);
-    snprintf(why, wn, "vs cpu: nmse %.3g (<= 1e-10), max abs diff %.3g (<= %.3g)", nmse, mad, tol);
-    return nmse <= 1e-10 && mad <= tol;
-}
 
 /* Central differences of L(x) = <r, conv(x)> (r = the case's dy, no bias, no activation) at a spread of input
  * coordinates against the data gradient `an` computed by the same backend. */
@@ -213,40 +198,14 @@ static int fd_check(vxm_backend *be, const ccase *c, const cdata *d, const float
     return ok && worst <= 1e-2;
 }
 
-/* The fallback notes of cl_conv_tiled.c / cl_tile.c: 1 when the tile did not run (why in `why`). */
-static int tile_refused(vxm_context *ctx, char *why, size_t n)
-{
-    const char *notes = vxm_context_notes(ctx);
-    const char *m = strstr(notes, "does not fit");
-    if (!m)
-        m = strstr(notes, "cannot run");
-    if (m)
-        snprintf(why, n, "%.*s", (int)strcspn(notes, "\n"), notes);
-    vxm_context_clear_notes(ctx);
-    return m != NULL;
-}
 
 int main(void)
 {
-    (void)tu_have_shared; /* test_util.h helpers this program does not need */
-    (void)tu_shared_path;
-    setenv("RUSTICL_ENABLE", "llvmpipe", 0);
-    setenv("VXM_TUNE_FILE", "0", 1);
-    vxm_context *ctx = vxm_context_create();
-    if (!ctx) {
-        printf("FAIL conv_tiles: no context\n");
+    tt_env env;
+    if (tt_setup("conv_tiles", &env))
         return 1;
-    }
-    vxm_backend *cpu = NULL;
-    if (vxm_backend_cpu_create(ctx, &cpu) != VXM_OK) {
-        printf("FAIL conv_tiles: cpu backend: %s\n", vxm_context_error(ctx));
-        vxm_context_free(ctx);
-        return 1;
-    }
-    vxm_opencl_device_info info[TB_MAX];
-    int nd = vxm_opencl_enumerate(ctx, info, TB_MAX);
-    if (nd == 0)
-        tu_skip("conv_tiles", "no OpenCL device");
+    vxm_context *ctx = env.ctx;
+    vxm_backend *cpu = env.cpu;
 
     cdata data[NCASES];
     float *ref[NCASES][2]; /* CPU results: conv, data gradient */
@@ -268,15 +227,11 @@ int main(void)
         return 1;
     }
 
-    for (int dev = 0; dev < nd; dev++) {
+    for (int dev = 0; dev < env.nd; dev++) {
         /* The direct kernel's results on this device. */
-        setenv("VXM_OPENCL_CONV_TILE", "direct", 1);
-        vxm_backend *db = NULL;
-        if (vxm_backend_opencl_create(ctx, info[dev].platform, info[dev].device, &db) != VXM_OK) {
-            tu_report(0, "conv_tiles open device", "%s", vxm_context_error(ctx));
-            vxm_context_clear_error(ctx);
+        vxm_backend *db = tt_open_tile(ctx, &env.info[dev], "direct", "conv_tiles");
+        if (!db)
             continue;
-        }
         printf("# %s\n", db->desc);
         float *direct[NCASES][2];
         memset(direct, 0, sizeof direct);
@@ -288,23 +243,10 @@ int main(void)
                 }
 
         for (int ti = 0; ti < NTILES; ti++) {
-            char name[320], why[400], sum[256];
-            setenv("VXM_OPENCL_CONV_TILE", tiles[ti], 1);
-            vxm_backend *tb = NULL;
-            vxm_context_clear_notes(ctx);
-            if (vxm_backend_opencl_create(ctx, info[dev].platform, info[dev].device, &tb) != VXM_OK) {
-                tu_report(0, "conv_tiles open device", "%s", vxm_context_error(ctx));
-                vxm_context_clear_error(ctx);
+            char name[320], why[400];
+            vxm_backend *tb = tt_open_tile(ctx, &env.info[dev], tiles[ti], "conv_tiles");
+            if (!tb)
                 continue;
-            }
-            snprintf(name, sizeof name, "conv_tiles [%s] on %s", tiles[ti], tb->spec);
-            vxm_opencl_tile_summary(tb, sum, sizeof sum);
-            snprintf(why, sizeof why, "the tile table does not hold the tile: %s", sum);
-            if (tile_refused(ctx, why, sizeof why) || !strstr(sum, tiles[ti])) {
-                printf("SKIP %s: %s\n", name, why);
-                vxm_backend_close(tb);
-                continue;
-            }
             int skipped = 0;
             for (int ci = 0; ci < NCASES && !skipped; ci++) {
                 for (int g = 0; g <= cases[ci].dgrad && !skipped; g++) {
@@ -319,7 +261,7 @@ int main(void)
                         vxm_context_clear_error(ctx);
                         continue;
                     }
-                    if (tile_refused(ctx, why, sizeof why)) {
+                    if (tt_tile_refused(ctx, why, sizeof why)) {
                         /* the build failing is a bug of the kernel; work-group / resource limits are the device's */
                         if (strstr(why, "cannot build"))
                             tu_report(0, name, "%s", why);
@@ -331,7 +273,7 @@ int main(void)
                         for (size_t i = 0; direct[ci][g] && i < n; i++)
                             nd_ += memcmp(&got[i], &direct[ci][g][i], sizeof(float)) != 0;
                         tu_report(0, name, "%zu of %zu values differ from the direct kernel's", nd_, n);
-                    } else if (ref[ci][g] && !agrees(got, ref[ci][g], n, why, sizeof why)) {
+                    } else if (ref[ci][g] && !tt_agrees(got, ref[ci][g], n, why, sizeof why)) {
                         tu_report(0, name, "%s", why);
                     } else {
                         tu_report(1, name, "");

@@ -18,9 +18,16 @@
  * the previous one and only the last adds bias and activation: the same single chain as the direct kernel's.
  *
  * Compile-time parameters: TM voxels x TN output channels per work-group, TK reduction step, RM x RN per
- * work-item; work-group size (TM/RM)*(TN/RN), 1-D. */
+ * work-item; work-group size (TM/RM)*(TN/RN), 1-D.  UPCAT=1 builds the conv_upcat variant (backend.h, issue 10):
+ * y = conv(concat(upsample_nearest_fa(xa), x)), the A gather reading input channel ci < ca from xa (ca channels,
+ * na1 x na2 trailing extents) at the coarse voxel (i/fa0, j/fa1, k/fa2) and ci >= ca from x (the skip tensor,
+ * cin - ca channels) at (i, j, k); cin is the concatenation's channel count.  Only the gather changes, so the sums
+ * are those of the conv of the stored concatenation (and of the direct kernel's VXM_MODE_UPCAT, cl/conv.cl). */
 #if !defined(TM) || !defined(TN) || !defined(TK) || !defined(RM) || !defined(RN)
 #error "conv_tiled.cl needs -DTM -DTN -DTK -DRM -DRN"
+#endif
+#ifndef UPCAT
+#define UPCAT 0
 #endif
 
 #define WGM (TM / RM)
@@ -78,11 +85,33 @@ static inline float vxm_tiled_x(__global const float *x, int ii, int jj, int kk,
     return x[(ulong)vox * (ulong)cin + (ulong)ch];
 }
 
+#if UPCAT
+/* conv_upcat's input at (ii, jj, kk), channel ch of the concatenation; 0 outside the volume. */
+static inline float vxm_tiled_upcat(__global const float *x, __global const float *xa, int ii, int jj, int kk, int n0,
+                                    int n1, int n2, int cin, int ca, int fa0, int fa1, int fa2, int na1, int na2,
+                                    int ch)
+{
+    if ((uint)ii >= (uint)n0 || (uint)jj >= (uint)n1 || (uint)kk >= (uint)n2)
+        return 0.0f;
+    if (ch < ca) {
+        uint vox = ((uint)(ii / fa0) * (uint)na1 + (uint)(jj / fa1)) * (uint)na2 + (uint)(kk / fa2);
+        return xa[(ulong)vox * (ulong)ca + (ulong)ch];
+    }
+    return vxm_tiled_x(x, ii, jj, kk, n0, n1, n2, cin - ca, ch - ca);
+}
+#define VXM_TILED_IN(ii, jj, kk, ch)                                                                                 \
+    vxm_tiled_upcat(x, xa, ii, jj, kk, n0, n1, n2, cin, ca, fa0, fa1, fa2, na1, na2, ch)
+#define VXM_UPCAT_ARGS , __global const float *xa, int ca, int fa0, int fa1, int fa2, int na1, int na2
+#else
+#define VXM_TILED_IN(ii, jj, kk, ch) vxm_tiled_x(x, ii, jj, kk, n0, n1, n2, cin, ch)
+#define VXM_UPCAT_ARGS
+#endif
+
 __kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void
 vxm_conv_tiled(__global const float *x, __global const float *wp, __global float *y, int n0, int n1, int n2, int cin,
                int m1, int m2, int cout, int coutp, int k0, int k1, int k2, int s0, int s1, int s2, int p0, int p1,
                int p2, int leaky, float alpha, uint nvox, ulong bias_off, int cbeg, int clen, uint kbeg, uint kend,
-               int first, int last)
+               int first, int last VXM_UPCAT_ARGS)
 {
     __local float As[TK][TM + 1];
     __local float Bs[TK][TN + 1];
@@ -128,7 +157,7 @@ vxm_conv_tiled(__global const float *x, __global const float *wp, __global float
                 int m = mq + r * QV;
                 if (m < TM)
                     As[kq][m] =
-                        live ? vxm_tiled_x(x, vi[r] + a, vj[r] + b, vk[r] + c, n0, n1, n2, cin, cbeg + ci) : 0.0f;
+                        live ? VXM_TILED_IN(vi[r] + a, vj[r] + b, vk[r] + c, cbeg + ci) : 0.0f;
             }
         }
 #else
@@ -143,7 +172,7 @@ vxm_conv_tiled(__global const float *x, __global const float *wp, __global float
                     int i0, j0, kb, a, b, c, ci;
                     vxm_tiled_origin(v0 + (uint)m, nvox, m1, m2, s0, s1, s2, p0, p1, p2, &i0, &j0, &kb);
                     vxm_tiled_k(k, clen, k12, k2, &a, &b, &c, &ci);
-                    val = vxm_tiled_x(x, i0 + a, j0 + b, kb + c, n0, n1, n2, cin, cbeg + ci);
+                    val = VXM_TILED_IN(i0 + a, j0 + b, kb + c, cbeg + ci);
                 }
                 As[kr][m] = val;
             }

@@ -70,25 +70,23 @@ static int make_dir(const char *path)
     return mkdir(path, 0777) == 0 || errno == EEXIST ? 0 : -1;
 }
 
-char *vxm_cl_cache_dir_path(void)
+char *vxm_cl_cache_dir_path(int create)
 {
     const char *dir = getenv("VXM_CL_CACHE_DIR");
     if (dir && *dir)
-        return make_dir(dir) == 0 ? strdup(dir) : NULL;
+        return !create || make_dir(dir) == 0 ? strdup(dir) : NULL;
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char base[4096];
     if (xdg && *xdg)
         snprintf(base, sizeof base, "%s", xdg);
-    else if (home && *home && (size_t)snprintf(base, sizeof base, "%s/.cache", home) < sizeof base)
-        make_dir(base);
-    else
+    else if (!(home && *home && (size_t)snprintf(base, sizeof base, "%s/.cache", home) < sizeof base))
         return NULL;
     size_t n = strlen(base) + sizeof "/vxmcl";
     char *out = malloc(n);
     if (!out)
         return NULL;
     snprintf(out, n, "%s/vxmcl", base);
-    if (make_dir(base) != 0 || make_dir(out) != 0) {
+    if (create && (make_dir(base) != 0 || make_dir(out) != 0)) {
         free(out);
         return NULL;
     }
@@ -109,7 +107,7 @@ static char *cache_path(vxm_cl *cl, const char *const *sources, int nsources, co
 {
     char *pname = vxm_cl_info_string(cl->platform, NULL, CL_PLATFORM_NAME);
     const char *off = getenv("VXM_CL_CACHE");
-    char *dir = pname && !driver_caches(pname) && !(off && strcmp(off, "0") == 0) ? vxm_cl_cache_dir_path() : NULL;
+    char *dir = pname && !driver_caches(pname) && !(off && strcmp(off, "0") == 0) ? vxm_cl_cache_dir_path(1) : NULL;
     free(pname);
     if (!dir)
         return NULL;

@@ -19,9 +19,10 @@
  * field to the next changes the key. */
 uint64_t vxm_cl_cache_key(const char *const *sources, int nsources, const char *const *fields, int nfields);
 
-/* The vxmcl cache directory ($VXM_CL_CACHE_DIR, else $XDG_CACHE_HOME/vxmcl, else $HOME/.cache/vxmcl), created if
- * missing (malloc'd), or NULL when there is no home or it cannot be created.  Also holds the tuned tiles (cl_tile.h). */
-char *vxm_cl_cache_dir_path(void);
+/* The vxmcl cache directory ($VXM_CL_CACHE_DIR, else $XDG_CACHE_HOME/vxmcl, else $HOME/.cache/vxmcl) (malloc'd), or
+ * NULL when there is no home.  `create`: made if missing (NULL when it cannot be); else only named, so that a
+ * reader (the tuned-tile lookup of every run) leaves no folder behind.  Also holds the tuned tiles (cl_tile.h). */
+char *vxm_cl_cache_dir_path(int create);
 
 /* A platform (p) or device (d) info string of any length (malloc'd; "?" when the driver does not answer). */
 char *vxm_cl_info_string(cl_platform_id p, cl_device_id d, unsigned what);

@@ -23,12 +23,14 @@ static void drop_tile(vxm_backend *be, const vxm_cl_tile *t, int cout, const cha
     memset(&cl->tile[VXM_TILE_CONV][vxm_cl_tile_class(cout)], 0, sizeof(vxm_cl_tile));
 }
 
-vxm_status vxm_cl_conv_tiled_kernel(vxm_backend *be, const vxm_cl_tile *t, int cout, cl_kernel *out)
+vxm_status vxm_cl_conv_tiled_kernel(vxm_backend *be, const vxm_cl_tile *t, int cout, int upcat, cl_kernel *out)
 {
     vxm_cl *cl = vxm_cl_of(be);
-    char defs[96], why[200];
+    char defs[112], why[200];
     *out = NULL;
     vxm_cl_tile_defines(t, defs, sizeof defs);
+    if (upcat)
+        strncat(defs, " -DUPCAT=1", sizeof defs - strlen(defs) - 1);
     cl_kernel k;
     if (vxm_cl_variant_kernel(be, "conv_tiled.cl", defs, "vxm_conv_tiled", &k) != VXM_OK) {
         /* A driver whose compiler rejects the variant (local arrays, register blocks) still runs the model. */
@@ -70,11 +72,12 @@ static size_t k_per_launch(const vxm_cl *cl, const vxm_cl_tile *t)
     return steps * tk;
 }
 
-vxm_status vxm_cl_conv_tiled(vxm_backend *be, cl_kernel k, const vxm_cl_tile *t, const vxm_tensor *x, cl_mem wp,
-                             int coutp, const vxm_conv_params *p, int crange, int nsplit, vxm_tensor *y, int *done)
+vxm_status vxm_cl_conv_tiled(vxm_backend *be, cl_kernel k, const vxm_cl_tile *t, const vxm_tensor *x,
+                             const vxm_cl_upcat *up, cl_mem wp, int coutp, const vxm_conv_params *p, int crange,
+                             int nsplit, vxm_tensor *y, int *done)
 {
     vxm_cl *cl = vxm_cl_of(be);
-    int cin = x->channels, cout = y->channels;
+    int cin = x->channels + (up ? up->a->channels : 0), cout = y->channels;
     size_t ktaps = (size_t)p->ksize[0] * (size_t)p->ksize[1] * (size_t)p->ksize[2];
     size_t nvox = vxm_cl_nvox(y), wg = tile_wg(t), kper = k_per_launch(cl, t);
     size_t global[2] = {(nvox + (size_t)t->tm - 1) / (size_t)t->tm * wg, (size_t)(coutp / t->tn)};
@@ -91,7 +94,7 @@ vxm_status vxm_cl_conv_tiled(vxm_backend *be, cl_kernel k, const vxm_cl_tile *t,
             size_t ke = kn - kb > kper ? kb + kper : kn;
             vxm_cl_args a;
             vxm_cl_args_begin_kernel(&a, k);
-            vxm_cl_conv_args(&a, x, wp, y, coutp, p);
+            vxm_cl_conv_args(&a, x, cin, wp, y, coutp, p);
             vxm_cl_arg_uint(&a, (unsigned)nvox);
             vxm_cl_arg_ulong(&a, (unsigned long long)(ktaps * (size_t)cin * (size_t)coutp));
             vxm_cl_arg_int(&a, cbeg);
@@ -100,6 +103,8 @@ vxm_status vxm_cl_conv_tiled(vxm_backend *be, cl_kernel k, const vxm_cl_tile *t,
             vxm_cl_arg_uint(&a, (unsigned)ke);
             vxm_cl_arg_int(&a, r == 0 && kb == 0);
             vxm_cl_arg_int(&a, r == nsplit - 1 && ke == kn);
+            if (up)
+                vxm_cl_upcat_args(&a, up, x);
             vxm_status st = vxm_cl_args_done_named(be, &a, "vxm_conv_tiled");
             if (st)
                 return st;

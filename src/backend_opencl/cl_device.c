@@ -40,6 +40,30 @@ const char *const vxm_cl_kernel_names[VXM_K_COUNT] = {
     [VXM_K_CONV_C4_V8] = "vxm_conv_c4_v8",
     [VXM_K_CONV_C4_V4] = "vxm_conv_c4_v4",
     [VXM_K_CONV_C4_V1] = "vxm_conv_c4_v1",
+    [VXM_K_CONV_UPCAT_C32_V8] = "vxm_conv_upcat_c32_v8",
+    [VXM_K_CONV_UPCAT_C32_V4] = "vxm_conv_upcat_c32_v4",
+    [VXM_K_CONV_UPCAT_C32_V1] = "vxm_conv_upcat_c32_v1",
+    [VXM_K_CONV_UPCAT_C16_V8] = "vxm_conv_upcat_c16_v8",
+    [VXM_K_CONV_UPCAT_C16_V4] = "vxm_conv_upcat_c16_v4",
+    [VXM_K_CONV_UPCAT_C16_V1] = "vxm_conv_upcat_c16_v1",
+    [VXM_K_CONV_UPCAT_C8_V8] = "vxm_conv_upcat_c8_v8",
+    [VXM_K_CONV_UPCAT_C8_V4] = "vxm_conv_upcat_c8_v4",
+    [VXM_K_CONV_UPCAT_C8_V1] = "vxm_conv_upcat_c8_v1",
+    [VXM_K_CONV_UPCAT_C4_V8] = "vxm_conv_upcat_c4_v8",
+    [VXM_K_CONV_UPCAT_C4_V4] = "vxm_conv_upcat_c4_v4",
+    [VXM_K_CONV_UPCAT_C4_V1] = "vxm_conv_upcat_c4_v1",
+    [VXM_K_CONV_POOL_C32_V8] = "vxm_conv_pool_c32_v8",
+    [VXM_K_CONV_POOL_C32_V4] = "vxm_conv_pool_c32_v4",
+    [VXM_K_CONV_POOL_C32_V1] = "vxm_conv_pool_c32_v1",
+    [VXM_K_CONV_POOL_C16_V8] = "vxm_conv_pool_c16_v8",
+    [VXM_K_CONV_POOL_C16_V4] = "vxm_conv_pool_c16_v4",
+    [VXM_K_CONV_POOL_C16_V1] = "vxm_conv_pool_c16_v1",
+    [VXM_K_CONV_POOL_C8_V8] = "vxm_conv_pool_c8_v8",
+    [VXM_K_CONV_POOL_C8_V4] = "vxm_conv_pool_c8_v4",
+    [VXM_K_CONV_POOL_C8_V1] = "vxm_conv_pool_c8_v1",
+    [VXM_K_CONV_POOL_C4_V8] = "vxm_conv_pool_c4_v8",
+    [VXM_K_CONV_POOL_C4_V4] = "vxm_conv_pool_c4_v4",
+    [VXM_K_CONV_POOL_C4_V1] = "vxm_conv_pool_c4_v1",
     /* training: nn backward */
     [VXM_K_ELEMENTWISE_BACKWARD] = "vxm_elementwise_backward",
     [VXM_K_SLICE_CHANNELS] = "vxm_slice_channels",
@@ -446,6 +470,29 @@ static size_t choose_lws(vxm_cl *cl, cl_kernel k)
     return lim / pm * pm;
 }
 
+/* The fused convolution kernels are created on first use (vxm_cl_kernel_ready): Mesa llvmpipe compiles a kernel when
+ * it is created (about 1 s each for these), and only inference graphs with fused layers (graph/fuse.h) run them. */
+static int kernel_on_demand(int kid)
+{
+    return kid >= VXM_K_CONV_UPCAT_C32_V8 && kid <= VXM_K_CONV_POOL_C4_V1;
+}
+
+vxm_status vxm_cl_kernel_ready(vxm_backend *be, vxm_cl_kid kid)
+{
+    vxm_cl *cl = vxm_cl_of(be);
+    if (cl->kernel[kid])
+        return VXM_OK;
+    cl_int err;
+    cl->kernel[kid] = clCreateKernel(cl->program, vxm_cl_kernel_names[kid], &err);
+    if (!cl->kernel[kid]) {
+        char what[96];
+        snprintf(what, sizeof what, "clCreateKernel(%.60s)", vxm_cl_kernel_names[kid]);
+        return vxm_cl_fail(be, err, 0, what);
+    }
+    cl->lws[kid] = choose_lws(cl, cl->kernel[kid]);
+    return VXM_OK;
+}
+
 vxm_status vxm_backend_opencl_create(vxm_context *ctx, int platform, int device, vxm_backend **out)
 {
     *out = NULL;
@@ -558,15 +605,11 @@ vxm_status vxm_backend_opencl_create(vxm_context *ctx, int platform, int device,
         return bst;
     }
     for (int i = 0; i < VXM_K_COUNT; i++) {
-        cl->kernel[i] = clCreateKernel(cl->program, vxm_cl_kernel_names[i], &err);
-        if (!cl->kernel[i]) {
-            char what[96];
-            snprintf(what, sizeof what, "clCreateKernel(%.60s)", vxm_cl_kernel_names[i]);
-            vxm_status st = vxm_cl_fail(be, err, 0, what);
+        vxm_status st = kernel_on_demand(i) ? VXM_OK : vxm_cl_kernel_ready(be, (vxm_cl_kid)i);
+        if (st) {
             cl_destroy(be);
             return st;
         }
-        cl->lws[i] = choose_lws(cl, cl->kernel[i]);
     }
     *out = be;
     return VXM_OK;

@@ -57,6 +57,31 @@ typedef enum vxm_cl_kid {
     VXM_K_CONV_C4_V8,
     VXM_K_CONV_C4_V4,
     VXM_K_CONV_C4_V1,
+    /* fused convolutions (cl/conv.cl vxm_conv_upcat_*, vxm_conv_pool_*; cl_conv_fused.c), created on first use */
+    VXM_K_CONV_UPCAT_C32_V8,
+    VXM_K_CONV_UPCAT_C32_V4,
+    VXM_K_CONV_UPCAT_C32_V1,
+    VXM_K_CONV_UPCAT_C16_V8,
+    VXM_K_CONV_UPCAT_C16_V4,
+    VXM_K_CONV_UPCAT_C16_V1,
+    VXM_K_CONV_UPCAT_C8_V8,
+    VXM_K_CONV_UPCAT_C8_V4,
+    VXM_K_CONV_UPCAT_C8_V1,
+    VXM_K_CONV_UPCAT_C4_V8,
+    VXM_K_CONV_UPCAT_C4_V4,
+    VXM_K_CONV_UPCAT_C4_V1,
+    VXM_K_CONV_POOL_C32_V8,
+    VXM_K_CONV_POOL_C32_V4,
+    VXM_K_CONV_POOL_C32_V1,
+    VXM_K_CONV_POOL_C16_V8,
+    VXM_K_CONV_POOL_C16_V4,
+    VXM_K_CONV_POOL_C16_V1,
+    VXM_K_CONV_POOL_C8_V8,
+    VXM_K_CONV_POOL_C8_V4,
+    VXM_K_CONV_POOL_C8_V1,
+    VXM_K_CONV_POOL_C4_V8,
+    VXM_K_CONV_POOL_C4_V4,
+    VXM_K_CONV_POOL_C4_V1,
     /* training: nn backward */
     VXM_K_ELEMENTWISE_BACKWARD,
     VXM_K_SLICE_CHANNELS,
@@ -126,6 +151,8 @@ enum {
     VXM_SCRATCH_TRAIN_A, /* training: per-op temporaries of the losses and transform backward (cl_loss.c, */
     VXM_SCRATCH_TRAIN_B, /*   cl_transform_backward.c): window sums, loss terms, partial sums, cell lists */
     VXM_SCRATCH_TRAIN_C,
+    VXM_SCRATCH_CONV_SLAB,      /* conv_pool through slabs (cl_conv_fused.c): conv planes of one slab, */
+    VXM_SCRATCH_CONV_SLAB_POOL, /*   and their pooled planes */
     VXM_SCRATCH_COUNT
 };
 
@@ -217,6 +244,9 @@ void vxm_cl_arg_float(vxm_cl_args *a, float v);
 void vxm_cl_arg_raw(vxm_cl_args *a, size_t size, const void *p);
 vxm_status vxm_cl_args_done(vxm_backend *be, vxm_cl_args *a, vxm_cl_kid kid);
 vxm_status vxm_cl_args_done_named(vxm_backend *be, vxm_cl_args *a, const char *kernel_name);
+
+/* Creates kernel `kid` if it is one of those created on first use (the fused convolutions: cl_device.c). */
+vxm_status vxm_cl_kernel_ready(vxm_backend *be, vxm_cl_kid kid);
 
 /* Enqueues kernel `kid` over n work-items (1-D; the global size is n rounded up to the kernel's local size; the
  * kernels check their bounds).  n == 0 enqueues nothing. */

@@ -77,14 +77,14 @@ static void builtin_tiles(vxm_backend *be)
             cl->tile[k][c] = vxm_cl_tile_fits(cl, &gpu[k][c]) ? gpu[k][c] : (vxm_cl_tile){0, 0, 0, 0, 0};
 }
 
-char *vxm_cl_tune_path(const vxm_cl *cl)
+char *vxm_cl_tune_path(const vxm_cl *cl, int create)
 {
     const char *env = getenv("VXM_TUNE_FILE");
     if (env && strcmp(env, "0") == 0)
         return NULL;
     if (env && *env)
         return strdup(env);
-    char *dir = vxm_cl_cache_dir_path();
+    char *dir = vxm_cl_cache_dir_path(create);
     if (!dir)
         return NULL;
     char *info[3] = {vxm_cl_info_string(cl->platform, NULL, CL_PLATFORM_NAME),
@@ -106,7 +106,7 @@ char *vxm_cl_tune_path(const vxm_cl *cl)
 static int load_tuned(vxm_backend *be)
 {
     vxm_cl *cl = vxm_cl_of(be);
-    char *path = vxm_cl_tune_path(cl);
+    char *path = vxm_cl_tune_path(cl, 0);
     if (!path)
         return 0;
     FILE *f = fopen(path, "rb");
@@ -187,7 +187,7 @@ void vxm_cl_tiles_init(vxm_backend *be)
 vxm_status vxm_cl_tiles_save(vxm_backend *be, char *path_out, size_t n)
 {
     vxm_cl *cl = vxm_cl_of(be);
-    char *path = vxm_cl_tune_path(cl);
+    char *path = vxm_cl_tune_path(cl, 1);
     if (!path)
         return vxm_error(be->ctx, VXM_EIO, be->spec,
                          "no folder for the tuned tiles (set XDG_CACHE_HOME, HOME or VXM_TUNE_FILE)");

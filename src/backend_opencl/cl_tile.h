@@ -33,8 +33,9 @@ void vxm_cl_tile_format(const vxm_cl_tile *t, char *buf, size_t n);
  * tm x tk and a tk x tn block, each row padded by one float against bank conflicts). */
 int vxm_cl_tile_fits(const vxm_cl *cl, const vxm_cl_tile *t);
 
-/* The tuned-tile file of this device (malloc'd), or NULL when tuned files are off or there is no cache folder. */
-char *vxm_cl_tune_path(const vxm_cl *cl);
+/* The tuned-tile file of this device (malloc'd), or NULL when tuned files are off or there is no cache folder;
+ * `create` makes the folder (for writing it). */
+char *vxm_cl_tune_path(const vxm_cl *cl, int create);
 
 /* Writes the current cl->tile table to the tuned file (temp + rename); `path` receives the file name. */
 vxm_status vxm_cl_tiles_save(vxm_backend *be, char *path, size_t n);
