@@ -71,21 +71,40 @@ vxm_status vxm_io_volume_check(vxm_context *ctx, const char *path, int64_t nx, i
 vxm_status vxm_io_volume_alloc(vxm_context *ctx, const char *path, int64_t nx, int64_t ny, int64_t nz, int64_t nc,
                                vxm_volume **out);
 
-/* Reads up to n bytes from a gzFile; returns the count (short for a cut stream), or -1 on a zlib/file error
- * (message in *why). */
-long long vxm_io_gz_read_full(void *gz, void *buf, size_t n, const char **why);
+/* The bytes of an input file (src/io/gz_read.c): a file starting with the gzip magic is read whole (its size must
+ * fit under the allocation ceiling) and decompressed with libdeflate member by member as data is asked for (the
+ * output grows with the data, never past the ceiling; a cut stream ends the data, a corrupt one is an error);
+ * any other file is read as it is.  Everything read so far stays in one buffer, so the voxel data is taken in
+ * place (vxm_io_src_take / vxm_io_src_at) without a copy. */
+typedef struct vxm_io_src vxm_io_src;
+/* VXM_EIO when the file cannot be opened, VXM_EFORMAT/VXM_ENOMEM when a gzip file cannot be held. */
+vxm_status vxm_io_src_open(vxm_context *ctx, const char *path, vxm_io_src **out);
+int vxm_io_src_is_gzip(const vxm_io_src *s);
+/* Copies up to n bytes; returns the count (short at the end of the data, also of a cut gzip stream), or -1 with
+ * the reason in *why (a corrupt gzip stream, a read error, the ceiling). */
+long long vxm_io_src_read(vxm_io_src *s, void *buf, size_t n, const char **why);
+/* Moves to byte `off` of the (decompressed) file: 0, 1 when the data end before it, -1 with *why on an error. */
+int vxm_io_src_seek(vxm_io_src *s, uint64_t off, const char **why);
+/* Takes the next `bytes` bytes (a size from a header): *off is their offset for vxm_io_src_at.  The data are
+ * produced as they arrive, so a header that lies costs only the bytes really there (issue 11).  Short data are
+ * VXM_EFORMAT "truncated <what> (N of M bytes)", an error VXM_EFORMAT "cannot read <what>: why". */
+vxm_status vxm_io_src_take(vxm_context *ctx, const char *path, const char *what, vxm_io_src *s, size_t bytes,
+                           size_t *off);
+/* Bytes taken at `off`: valid until the next read/seek/take on s, and after vxm_io_src_finish until close. */
+const unsigned char *vxm_io_src_at(const vxm_io_src *s, size_t off);
+/* The reader has read all it needs: frees the compressed bytes (and closes the file), keeping the data. */
+void vxm_io_src_finish(vxm_io_src *s);
+void vxm_io_src_close(vxm_io_src *s); /* NULL is fine */
+
 /* A source of bytes for vxm_io_read_grow: fills up to n bytes of buf, returns the count (0 at the end), or -1
  * with a message in *why. */
 typedef long long (*vxm_io_reader)(void *src, void *buf, size_t n, const char **why);
 /* Reads `bytes` (a size taken from a header) from `src` into a malloc'd *out, growing the buffer as the data
  * arrives (1 MiB, then doubling), so that a header that lies about the size costs at most twice the bytes that
  * are really there (issue 11).  A short read is VXM_EFORMAT "truncated <what> (N of M bytes)"; a read error is
- * VXM_EFORMAT "cannot read <what>: why". */
+ * VXM_EFORMAT "cannot read <what>: why".  (npz members; NIfTI/MGH read through vxm_io_src.) */
 vxm_status vxm_io_read_grow(vxm_context *ctx, const char *path, const char *what, vxm_io_reader rd, void *src,
                             size_t bytes, unsigned char **out);
-/* vxm_io_read_grow from a gzFile (plain files too): the voxel data of the NIfTI and MGH readers. */
-vxm_status vxm_io_read_voxels_alloc(vxm_context *ctx, const char *path, void *gz, size_t bytes,
-                                    unsigned char **out);
 
 /* ---- output sink: plain or gzip stream on a file descriptor -------------------------------------- */
 typedef struct vxm_sink {

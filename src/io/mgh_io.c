@@ -12,11 +12,9 @@
  * geometry's affine decomposed back (spacing = column norms), TR/flip/TE/TI from an MGH source (else 0). */
 #include "io/io.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zlib.h>
 
 #define MGH_HEADER_BYTES 284
 
@@ -87,15 +85,13 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
 {
     vxm_status st = VXM_OK;
     vxm_volume *v = NULL;
-    unsigned char *raw = NULL;
     vxm_geometry *g = NULL;
     unsigned char h[MGH_HEADER_BYTES];
     const char *why = NULL;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz)
-        return vxm_error(ctx, VXM_EIO, path, "%s", errno ? strerror(errno) : "cannot open");
-    gzbuffer(gz, 1u << 20);
-    long long n = vxm_io_gz_read_full(gz, h, sizeof h, &why);
+    vxm_io_src *in = NULL;
+    if ((st = vxm_io_src_open(ctx, path, &in)))
+        return st;
+    long long n = vxm_io_src_read(in, h, sizeof h, &why);
     if (n < 0) {
         st = vxm_error(ctx, VXM_EFORMAT, path, "cannot read the MGH header: %s", why);
         goto done;
@@ -119,12 +115,17 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
     if ((st = vxm_io_volume_check(ctx, path, dims[0], dims[1], dims[2], dims[3])))
         goto done;
     size_t bytes = (size_t)dims[0] * (size_t)dims[1] * (size_t)dims[2] * (size_t)dims[3] * vxm_dtype_size(dt);
-    if ((st = vxm_io_read_voxels_alloc(ctx, path, gz, bytes, &raw)))
+    size_t at = 0;
+    if ((st = vxm_io_src_take(ctx, path, "data", in, bytes, &at)))
         goto done;
+    unsigned char foot[16];
+    const char *fwhy = NULL;
+    int have_foot = vxm_io_src_read(in, foot, sizeof foot, &fwhy) == (long long)sizeof foot; /* optional */
+    vxm_io_src_finish(in); /* the compressed bytes go before the volume is allocated */
     if ((st = vxm_io_volume_alloc(ctx, path, dims[0], dims[1], dims[2], dims[3], &v)))
         goto done;
     vxm_io_fortran_to_c(vxm_context_effective_threads(ctx),
-                        raw, dt, vxm_host_is_little_endian(), NULL, (size_t)dims[0], (size_t)dims[1],
+                        vxm_io_src_at(in, at), dt, vxm_host_is_little_endian(), NULL, (size_t)dims[0], (size_t)dims[1],
                         (size_t)dims[2], (size_t)dims[3], v->data);
 
     g = calloc(1, sizeof *g);
@@ -144,9 +145,7 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
         }
     }
     mgh_affine(spacing, mdc, c, dims, g->affine);
-    unsigned char foot[16];
-    const char *fwhy = NULL;
-    if (vxm_io_gz_read_full(gz, foot, sizeof foot, &fwhy) == (long long)sizeof foot) /* optional footer */
+    if (have_foot)
         for (int i = 0; i < 4; i++)
             g->mgh_params[i] = be_f32(foot + 4 * i);
     v->geom = g;
@@ -154,8 +153,7 @@ vxm_status vxm_mgh_read(vxm_context *ctx, const char *path, vxm_volume **out)
     *out = v;
     v = NULL;
 done:
-    gzclose(gz);
-    free(raw);
+    vxm_io_src_close(in);
     free(g);
     vxm_volume_free(v);
     return st;

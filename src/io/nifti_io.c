@@ -1,6 +1,6 @@
 /* NIfTI-1 / NIfTI-2 (.nii, .nii.gz).  nifti2_io parses the header (with its debug output off); the voxel data
- * is read and written here through zlib so that truncation and write errors are detected exactly and the
- * library never prints or exits.
+ * is read here (vxm_io_src: plain, or gzip decompressed with libdeflate, gz_read.c) and written through vxm_sink
+ * (sink.c), so that truncation and write errors are detected exactly and the library never prints or exits.
  *
  * Reading: voxel (i, j, k, c) at on-disk offset i + nx*(j + ny*(k + nz*c)) becomes our C-order element
  * [i][j][k][c]; scl_slope/scl_inter are applied when the slope is finite, nonzero and (slope, inter) is not
@@ -16,13 +16,11 @@
  *   (vxm_geometry_affine) with codes 2 (aligned), as nibabel does for a new image. */
 #include "io/io.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 static int dtype_of_nifti(int datatype, vxm_dtype *dt)
 {
@@ -78,12 +76,12 @@ static uint64_t get64u(const unsigned char *p, int swap)
 
 /* Reads and validates the header ourselves (short file, foreign file, bad dims, unsupported type) so that
  * nifti2_io, which prints to stderr on such headers, only ever sees valid ones. */
-static vxm_status read_header(vxm_context *ctx, const char *path, gzFile gz, raw_header *hd)
+static vxm_status read_header(vxm_context *ctx, const char *path, vxm_io_src *in, raw_header *hd)
 {
     unsigned char h[540];
     const char *why = NULL;
     memset(hd, 0, sizeof *hd);
-    long long n = vxm_io_gz_read_full(gz, h, 348, &why);
+    long long n = vxm_io_src_read(in, h, 348, &why);
     if (n < 0)
         return vxm_error(ctx, VXM_EFORMAT, path, "cannot read the NIfTI header: %s", why);
     if (n < 4)
@@ -98,7 +96,7 @@ static vxm_status read_header(vxm_context *ctx, const char *path, gzFile gz, raw
     if (sz != 348 && sz != 540)
         return vxm_error(ctx, VXM_EFORMAT, path, "not a NIfTI file (bad header size field)");
     if (sz == 540 && n == 348) {
-        long long m = vxm_io_gz_read_full(gz, h + 348, 540 - 348, &why);
+        long long m = vxm_io_src_read(in, h + 348, 540 - 348, &why);
         if (m < 0)
             return vxm_error(ctx, VXM_EFORMAT, path, "cannot read the NIfTI header: %s", why);
         n += m;
@@ -162,15 +160,13 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
 {
     vxm_status st = VXM_OK;
     vxm_volume *v = NULL;
-    unsigned char *raw = NULL;
     vxm_geometry *g = NULL;
     nifti_image *nim = NULL;
     raw_header hd;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz)
-        return vxm_error(ctx, VXM_EIO, path, "%s", errno ? strerror(errno) : "cannot open");
-    gzbuffer(gz, 1u << 20);
-    if ((st = read_header(ctx, path, gz, &hd)))
+    vxm_io_src *in = NULL;
+    if ((st = vxm_io_src_open(ctx, path, &in)))
+        return st;
+    if ((st = read_header(ctx, path, in, &hd)))
         goto done;
     vxm_dtype dt = VXM_DT_F32;
     dtype_of_nifti(hd.datatype, &dt); /* validated by read_header */
@@ -184,7 +180,7 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
     }
     size_t esz = vxm_dtype_size(dt);
     double total = (double)hd.dim[1] * (double)hd.dim[2] * (double)hd.dim[3] * (double)nc * (double)esz;
-    if (!nifti_is_gzfile(path)) { /* plain file: compare sizes before allocating anything */
+    if (!vxm_io_src_is_gzip(in)) { /* plain file: compare sizes before allocating anything */
         struct stat sb;
         if (stat(path, &sb) == 0 && (double)sb.st_size < (double)hd.data_offset + total) {
             long long have = sb.st_size > hd.data_offset ? (long long)(sb.st_size - hd.data_offset) : 0;
@@ -195,14 +191,19 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
     /* shape checked, then the data read as it arrives (a .nii.gz has no size to check), then the volume */
     if ((st = vxm_io_volume_check(ctx, path, hd.dim[1], hd.dim[2], hd.dim[3], nc)))
         goto done;
-    if (gzseek(gz, (z_off_t)hd.data_offset, SEEK_SET) != (z_off_t)hd.data_offset) {
-        st = vxm_error(ctx, VXM_EFORMAT, path, "truncated data (the file ends before vox_offset %lld)",
-                       (long long)hd.data_offset);
+    const char *why = NULL;
+    int sk = vxm_io_src_seek(in, (uint64_t)hd.data_offset, &why);
+    if (sk) {
+        st = sk < 0 ? vxm_error(ctx, VXM_EFORMAT, path, "cannot read data: %s", why)
+                    : vxm_error(ctx, VXM_EFORMAT, path, "truncated data (the file ends before vox_offset %lld)",
+                                (long long)hd.data_offset);
         goto done;
     }
     size_t bytes = (size_t)hd.dim[1] * (size_t)hd.dim[2] * (size_t)hd.dim[3] * (size_t)nc * esz; /* checked */
-    if ((st = vxm_io_read_voxels_alloc(ctx, path, gz, bytes, &raw)))
+    size_t at = 0;
+    if ((st = vxm_io_src_take(ctx, path, "data", in, bytes, &at)))
         goto done;
+    vxm_io_src_finish(in); /* the compressed bytes go before the volume is allocated */
     if ((st = vxm_io_volume_alloc(ctx, path, hd.dim[1], hd.dim[2], hd.dim[3], nc, &v)))
         goto done;
 
@@ -222,7 +223,7 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
     size_t d[3];
     vxm_io_disk_dims(v, d);
     vxm_io_fortran_to_c(vxm_context_effective_threads(ctx),
-                        raw, dt, hd.swapped && esz > 1, use_scale ? scale : NULL, d[0], d[1], d[2],
+                        vxm_io_src_at(in, at), dt, hd.swapped && esz > 1, use_scale ? scale : NULL, d[0], d[1], d[2],
                         (size_t)v->channels, v->data);
 
     g = calloc(1, sizeof *g);
@@ -240,8 +241,7 @@ vxm_status vxm_nifti_read(vxm_context *ctx, const char *path, vxm_volume **out)
     *out = v;
     v = NULL;
 done:
-    gzclose(gz);
-    free(raw);
+    vxm_io_src_close(in);
     free(g);
     vxm_volume_free(v);
     if (nim)
