@@ -8,13 +8,19 @@
 
 CC      ?= cc
 PREFIX  ?= /usr/local
-ARCH_FLAGS ?= -march=native
+# The x86-64 baseline every 64-bit PC runs (issue 12: one portable binary); the CPU backend's kernels are also built
+# for AVX2 and AVX-512 and chosen at run time (CPU_ISAS below, src/backend_cpu/cpu_isa.h).  Override for a
+# machine-specific build, e.g. ARCH_FLAGS=-march=native.
+X86_64  := $(filter x86_64%,$(shell $(CC) -dumpmachine 2>/dev/null))
+ARCH_FLAGS ?= $(if $(X86_64),-march=x86-64)
 OPT     ?= -O3
 BUILD   := build
 
 DEB_PACKAGES := build-essential pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-c-headers \
                 libnifti2-dev libhdf5-dev zlib1g-dev libzip-dev libcjson-dev libpng-dev \
                 pocl-opencl-icd mesa-opencl-icd clinfo valgrind zip libdeflate-dev
+# qemu-user: tests/t_cpu_isa.sh runs the portable binary on emulated older CPUs (x86-64 v1, Haswell).
+DEB_PACKAGES += qemu-user
 
 PKG_CFLAGS := $(shell pkg-config --cflags hdf5 libzip libcjson libpng 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs hdf5 libzip libcjson libpng 2>/dev/null)
@@ -37,6 +43,32 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test demo bench clean install asan
 all: vxm libvxm.a libvxm.so vxm.pc
+
+# CPU backend kernel variants (src/backend_cpu/cpu_isa.h): every src/backend_cpu file but cpu_isa.c is compiled once
+# per variant with -DCPU_ISA=<variant>, and each variant's objects are linked into one object that exports only
+# cpu_backend_create_<variant>; cpu_isa.c (compiled once, for the baseline) picks the variant at run time.
+CPU_ISAS := baseline $(if $(X86_64),avx2 avx512)
+CPU_ISA_FLAGS_baseline :=
+CPU_ISA_FLAGS_avx2     := -march=x86-64-v3
+CPU_ISA_FLAGS_avx512   := -march=x86-64-v4 -mprefer-vector-width=512
+CPU_VARIANT_SRC := $(filter-out src/backend_cpu/cpu_isa.c,$(wildcard src/backend_cpu/*.c))
+CPU_ISA_OBJ := $(foreach v,$(CPU_ISAS),$(CPU_VARIANT_SRC:%.c=$(BUILD)/isa/$(v)/%.o))
+OBJCOPY ?= objcopy
+LIB_OBJ := $(filter-out $(CPU_VARIANT_SRC:%.c=$(BUILD)/%.o),$(LIB_OBJ)) $(CPU_ISAS:%=$(BUILD)/cpu_isa_%.o)
+$(BUILD)/src/backend_cpu/cpu_isa.o: CFLAGS += $(CPU_ISAS:%=-DCPU_HAVE_%)
+define CPU_ISA_RULES
+$(BUILD)/isa/$(1)/%.o: %.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) $$(CPU_ISA_FLAGS_$(1)) -DCPU_ISA=$(1) -c $$< -o $$@
+$(BUILD)/cpu_isa_$(1).o: $(CPU_VARIANT_SRC:%.c=$(BUILD)/isa/$(1)/%.o)
+	$$(LD) -r -o $$@.tmp $$(filter %.o,$$^) && $$(OBJCOPY) --keep-global-symbol=cpu_backend_create_$(1) $$@.tmp $$@ && rm -f $$@.tmp
+endef
+$(foreach v,$(CPU_ISAS),$(eval $(call CPU_ISA_RULES,$(v))))
+# Objects are rebuilt when ARCH_FLAGS or OPT change (a tree built with -march=native must not stay half native).
+$(BUILD)/arch_flags: FORCE
+	@mkdir -p $(BUILD); echo '$(ARCH_FLAGS) $(OPT)' | cmp -s - $@ || echo '$(ARCH_FLAGS) $(OPT)' > $@
+.PHONY: FORCE
+$(LIB_OBJ) $(CLI_OBJ) $(CPU_ISA_OBJ): $(BUILD)/arch_flags
 
 # Installs only what is missing: nothing is run when every package is present.
 deps:
@@ -135,7 +167,7 @@ $(BUILD)/bench/train_bench: bench/train_bench.c libvxm.a
 
 $(BUILD)/bench/fma_peak: bench/fma_peak.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -fopenmp
+	$(CC) $(CFLAGS) -march=native -o $@ $< -fopenmp
 
 $(BUILD)/bench/cl_peak: bench/cl_peak.c
 	@mkdir -p $(dir $@)
@@ -167,6 +199,7 @@ clean:
 	rm -rf $(BUILD) vxm libvxm.a libvxm.so vxm.pc tests/out
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(ASAN_OBJ:.o=.d)
+-include $(CPU_ISA_OBJ:.o=.d)
 
 # ---- fuzzing (issue 11; tests/fuzz/README.md) ----------------------------------------------------------------
 # One libFuzzer target per reader: tests/fuzz/fuzz_<reader>.c, linked with the library and CLI sources compiled

@@ -9,8 +9,9 @@ pass=0; fail=0; skip=0
 log=tests/out/test.log; : > "$log"
 run_one() {
     local name=$1; shift
-    local out rc
+    local out rc t0=$SECONDS
     out=$("$@" 2>&1); rc=$?
+    echo "== $name took $((SECONDS - t0)) s" >>"$log"
     printf '%s\n' "$out" | tee -a "$log" | grep -E '^(PASS|FAIL|SKIP) '
     local p f s
     p=$(printf '%s\n' "$out" | grep -c '^PASS ')

@@ -7,6 +7,7 @@
 
 #include "backend_cpu/cpu_conv.h"
 #include "backend_cpu/cpu_internal.h"
+#include "backend_cpu/cpu_isa.h"
 
 /* ---- shared helpers ------------------------------------------------------------------------------------ */
 
@@ -352,19 +353,9 @@ static const vxm_backend_ops cpu_ops = {
     .blend = cpu_blend,
 };
 
-#if defined(__AVX512F__)
-#define CPU_ISA "AVX-512"
-#elif defined(__AVX2__) && defined(__FMA__)
-#define CPU_ISA "AVX2+FMA"
-#elif defined(__AVX__)
-#define CPU_ISA "AVX"
-#elif defined(__SSE2__)
-#define CPU_ISA "SSE2"
-#else
-#define CPU_ISA "generic vectors"
-#endif
-
-vxm_status vxm_backend_cpu_create(vxm_context *ctx, vxm_backend **out)
+/* This file, like every backend_cpu file but cpu_isa.c, is compiled once per instruction-set variant (cpu_isa.h);
+ * vxm_backend_cpu_create (cpu_isa.c) calls the variant's constructor. */
+vxm_status CPU_ISA_NAME(cpu_backend_create)(vxm_context *ctx, vxm_backend **out)
 {
     *out = NULL;
     vxm_backend *be = calloc(1, sizeof *be);
@@ -376,7 +367,8 @@ vxm_status vxm_backend_cpu_create(vxm_context *ctx, vxm_backend **out)
     be->is_gpu = 0;
     snprintf(be->spec, sizeof be->spec, "cpu");
     int nt = vxm_context_effective_threads(ctx);
-    snprintf(be->desc, sizeof be->desc, "cpu (%d thread%s, plain C + OpenMP, %s)", nt, nt == 1 ? "" : "s", CPU_ISA);
+    snprintf(be->desc, sizeof be->desc, "cpu (%d thread%s, plain C + OpenMP, %s kernels)", nt, nt == 1 ? "" : "s",
+             CPU_ISA_NAME_STR);
     *out = be;
     return VXM_OK;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_cpu/cpu_isa.h"
 #include "graph/graph.h"
 
 #define MAX_CL_DEVICES 64
@@ -92,7 +93,15 @@ const char *vxm_backend_describe(const vxm_backend *be)
 vxm_status vxm_devices_list(vxm_context *ctx, char *buf, size_t buflen)
 {
     size_t used = 0;
-    used += (size_t)snprintf(buf, buflen, "%-14s %s\n", "cpu", "CPU backend (plain C, OpenMP)");
+    /* The CPU line names the kernel variant the backend would run (issue 12), or why VXM_CPU_ISA cannot be met. */
+    const char *isa = vxm_backend_cpu_isa(ctx);
+    if (isa)
+        used += (size_t)snprintf(buf, buflen, "%-14s CPU backend (plain C, OpenMP; %s kernels)\n", "cpu", isa);
+    else {
+        used += (size_t)snprintf(buf, buflen, "%-14s CPU backend (plain C, OpenMP; unavailable: %s)\n", "cpu",
+                                 vxm_context_error(ctx));
+        vxm_context_clear_error(ctx);
+    }
     vxm_opencl_device_info info[MAX_CL_DEVICES];
     int n = vxm_opencl_enumerate(ctx, info, MAX_CL_DEVICES);
     if (n == 0 && used < buflen)
