@@ -5,7 +5,8 @@
  *             [--golden-warp W --golden-moved D] [--vxm ./vxm] [--peak GFLOPS]
  *
  * Compute time = median over N unprofiled runs after one warm-up; the per-layer table is the median over N
- * profiled runs (each node waits for the device, so the per-layer sum is slightly above the compute time). */
+ * profiled runs (each node waits for the device, so the per-layer sum is slightly above the compute time).  The
+ * graph is fused as `vxm register` runs it (graph/fuse.h; VXM_FUSE=0 times the unfused graph). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "graph/fuse.h"
 #include "graph/graph.h"
 #include "model/model.h"
 
@@ -52,10 +54,7 @@ static double median(double *v, int n)
 
 static double node_flops(const vxm_graph *g, const vxm_node *n)
 {
-    if (n->op != VXM_OP_CONV)
-        return 0;
-    return 2.0 * n->p.conv.ksize[0] * n->p.conv.ksize[1] * n->p.conv.ksize[2] * g->nodes[n->in[0]].channels *
-           n->channels * n->shape[0] * n->shape[1] * n->shape[2];
+    return vxm_node_conv_flops(g, n);
 }
 
 typedef struct opts {
@@ -174,7 +173,7 @@ int main(int argc, char **argv)
     if (vxm_model_load(ctx, o.model, &m) || vxm_volume_read(ctx, o.moving, NULL, &mov) ||
         vxm_volume_read(ctx, o.fixed, NULL, &fix) || (o.gwarp && vxm_volume_read(ctx, o.gwarp, NULL, &gw)) ||
         (o.gmoved && vxm_volume_read(ctx, o.gmoved, NULL, &gm)) || vxm_backend_open(ctx, o.device, &be) ||
-        vxm_model_build_graph(ctx, m, mov->ndim, mov->shape, &g)) {
+        vxm_model_build_graph(ctx, m, mov->ndim, mov->shape, &g) || vxm_graph_fuse(ctx, &g)) {
         fprintf(stderr, "vxm_bench: %s\n", vxm_context_error(ctx));
         goto done;
     }
@@ -223,7 +222,7 @@ int main(int argc, char **argv)
         }
     }
     printf("\n| op kind | ms | share |\n|---|---:|---:|\n");
-    for (int op = VXM_OP_INPUT; op <= VXM_OP_SAMPLE; op++) {
+    for (int op = VXM_OP_INPUT; op < VXM_OP_COUNT; op++) { /* inference graphs: forward and fused ops */
         double t = 0;
         for (int i = 0; i < g->n; i++)
             if ((int)g->nodes[i].op == op)

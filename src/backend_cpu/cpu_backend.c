@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "backend_cpu/cpu_conv.h"
 #include "backend_cpu/cpu_internal.h"
@@ -16,11 +17,26 @@ vxm_status cpu_nomem(vxm_backend *be, size_t bytes)
     return vxm_error(be->ctx, VXM_ENOMEM, "cpu", "cannot allocate %zu MB", (bytes + (1u << 20) - 1) >> 20);
 }
 
+/* Large tensors are 2 MiB-aligned and marked for transparent huge pages: a new 55 MB layer output otherwise takes
+ * ~13 000 page faults on first touch (tens of ms per full-size layer, more than the work of a pooling or a concat),
+ * with huge pages ~30.  Where the kernel does not offer them (THP "never") madvise fails and nothing changes. */
+#define CPU_HUGE_MIN ((size_t)8 << 20)
+#define CPU_HUGE_ALIGN ((size_t)2 << 20)
+
 float *cpu_alloc_floats(size_t n)
 {
     size_t bytes = n * sizeof(float);
-    if (n > ((size_t)-1 - 64) / sizeof(float))
+    if (n > ((size_t)-1 - CPU_HUGE_ALIGN) / sizeof(float))
         return NULL;
+    if (bytes >= CPU_HUGE_MIN) {
+        bytes = (bytes + CPU_HUGE_ALIGN - 1) & ~(CPU_HUGE_ALIGN - 1);
+        float *p = aligned_alloc(CPU_HUGE_ALIGN, bytes);
+#ifdef MADV_HUGEPAGE
+        if (p)
+            madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
     bytes = (bytes + 63) & ~(size_t)63;
     if (bytes == 0)
         bytes = 64;
@@ -278,6 +294,16 @@ static vxm_status cpu_concat(vxm_backend *be, const vxm_tensor *a, const vxm_ten
     size_t nvox = (size_t)a->shape[0] * (size_t)a->shape[1] * (size_t)a->shape[2];
     const float *pa = a->buf->data, *pb = b->buf->data;
     float *py = y->buf->data;
+    /* Two single-channel images (the U-Net's input, full size): an interleave the compiler vectorizes, instead of
+     * two 4-byte memcpy calls per voxel (67 ms -> a few ms at 160x192x224 on one core). */
+    if (ca == 1 && cb == 1) {
+#pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (nvox * cy >= CPU_PAR_MIN)
+        for (size_t v = 0; v < nvox; v++) {
+            py[2 * v] = pa[v];
+            py[2 * v + 1] = pb[v];
+        }
+        return VXM_OK;
+    }
 #pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (nvox * cy >= CPU_PAR_MIN)
     for (size_t v = 0; v < nvox; v++) {
         memcpy(py + v * cy, pa + v * ca, ca * sizeof(float));

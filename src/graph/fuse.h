@@ -14,8 +14,8 @@
 
 /* Rewrites *g in place: each fused node takes the place and the name of the last node it replaces (so per-layer
  * tables and `--check` line up), the replaced nodes are removed and the others renumbered; parameters keep their
- * indices.  Nothing to do for a graph with a backward pass, or when the environment sets VXM_FUSE=0 (comparisons,
- * the benchmark).  VXM_ENOMEM (*g unchanged) when out of memory. */
+ * indices.  Nothing to do for a graph with a backward pass, or when the environment sets VXM_FUSE=0 (comparisons
+ * with the unfused graph).  VXM_ENOMEM (*g unchanged) when out of memory. */
 vxm_status vxm_graph_fuse(vxm_context *ctx, vxm_graph **g);
 
 #endif
