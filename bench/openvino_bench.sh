@@ -4,7 +4,7 @@
 # pip install openvino onnx numpy h5py from PyPI).  OpenVINO runs the ONNX export of the published model's U-Net
 # part (bench/export_onnx.py, from the .h5 weights), checked against the golden SVF of the crop pair, then timed
 # on pair1 (bench/openvino_run.py); vxm's CPU compute time for the whole registration is measured right after,
-# in the same run, with the same thread count.
+# in the same run, with the same thread count, once per instruction set the CPU has (AVX-512 and AVX2).
 #   bash bench/openvino_bench.sh MODEL.h5 PAIRS_DIR     (THREADS, default 2; RUNS, default 3)
 set -u
 MODEL=$(realpath "$1") P=$(realpath "$2") THREADS=${THREADS:-2} RUNS=${RUNS:-3} VENV=bench/.venv
@@ -19,24 +19,42 @@ if ! "$VENV/bin/python" -c 'import openvino, onnx, h5py, numpy' 2>/dev/null; the
         "$VENV/bin/pip" install -q openvino onnx numpy h5py ||
         { echo "openvino bench: could not install OpenVINO into $VENV"; exit 0; }
 fi
+# Each instruction set this CPU has is compared on its own: OpenVINO's CPU plugin limited with oneDNN's
+# ONEDNN_MAX_CPU_ISA (its convolutions then run brgconv_avx2_f32 instead of brgconv_avx512_f32), vxm with
+# VXM_CPU_ISA.  On an AVX-512 machine this gives the AVX2 row of a laptop-class CPU too, in the same run.
+best=$(./vxm devices 2>/dev/null | sed -n 's/^cpu .*; \([a-z0-9]*\) kernels).*/\1/p')
+case "$best" in
+    avx512) isas="avx512:AVX512_CORE avx2:AVX2" ;;
+    avx2) isas="avx2:AVX2" ;;
+    *) isas="$best:DEFAULT" ;;
+esac
 echo
 echo "== OpenVINO reference: U-Net part (ONNX export of the same weights, f32), $THREADS threads, same run"
-ovout=$(cd bench && THREADS=$THREADS RUNS=$RUNS .venv/bin/python openvino_run.py "$MODEL" "$P" 2>&1) ||
-    { printf '%s\n' "$ovout" | tail -5; echo "openvino bench: OpenVINO run failed"; exit 0; }
-printf '%s\n' "$ovout" | grep '^check:'
-read -r _ ovver ovtime ovgflop <<<"$(printf '%s\n' "$ovout" | grep '^OV ')"
-vout=$(build/bench/vxm_bench --model "$MODEL" --moving "$P/pair1_moving.nii.gz" --fixed "$P/fixed.nii.gz" \
-    --device cpu --threads "$THREADS" --runs "$RUNS") || { echo "openvino bench: vxm_bench failed"; exit 0; }
-# "compute (unprofiled, median): X s; ..." and "convolutions: G GFLOP in T s = R GFLOP/s..."
-vtime=$(printf '%s\n' "$vout" | awk '/^compute \(unprofiled/ {print $4}')
-read -r vgflop vconvt <<<"$(printf '%s\n' "$vout" | awk '/^convolutions:/ {print $2, $5}')"
-echo "| engine | what it ran | time | conv GFLOP/s |"
-echo "| --- | --- | ---: | ---: |"
-awk -v v="$ovver" -v t="$ovtime" -v g="$ovgflop" -v th="$THREADS" 'BEGIN {
-    printf "| OpenVINO %s (PyPI, f32, %s threads) | U-Net part (%.0f GFLOP) | %.3f s | %.1f |\n", v, th, g, t, g / t }'
-awk -v t="$vtime" -v g="$vgflop" -v ct="$vconvt" -v th="$THREADS" 'BEGIN {
-    printf "| vxmcl CPU backend (%s threads) | whole registration compute (U-Net, integration, transform) | %.3f s | %.1f |\n",
-           th, t, g / ct }'
-awk -v t="$vtime" -v ct="$vconvt" -v o="$ovtime" 'BEGIN {
-    printf "ratio: vxm whole registration / OpenVINO U-Net part = %.3f s / %.3f s = %.2f;  vxm convolutions alone / OpenVINO = %.3f s / %.3f s = %.2f\n",
-           t, o, t / o, ct, o, ct / o }'
+echo "| engine | instruction set | what it ran | time | conv GFLOP/s |"
+echo "| --- | --- | --- | ---: | ---: |"
+ratios=""
+for pair in $isas; do
+    visa=${pair%%:*} oisa=${pair#*:}
+    [ "$oisa" = DEFAULT ] && oisa=""
+    ovout=$(cd bench && ONEDNN_MAX_CPU_ISA=$oisa THREADS=$THREADS RUNS=$RUNS .venv/bin/python openvino_run.py "$MODEL" "$P" 2>&1) ||
+        { printf '%s\n' "$ovout" | tail -5; echo "openvino bench: OpenVINO run failed"; continue; }
+    check=$(printf '%s\n' "$ovout" | grep '^check:')
+    read -r _ ovver ovtime ovgflop <<<"$(printf '%s\n' "$ovout" | grep '^OV ')"
+    vout=$(VXM_CPU_ISA=$visa build/bench/vxm_bench --model "$MODEL" --moving "$P/pair1_moving.nii.gz" \
+        --fixed "$P/fixed.nii.gz" --device cpu --threads "$THREADS" --runs "$RUNS") ||
+        { echo "openvino bench: vxm_bench failed"; continue; }
+    # "compute (unprofiled, median): X s; ..." and "convolutions: G GFLOP in T s = R GFLOP/s..."
+    vtime=$(printf '%s\n' "$vout" | awk '/^compute \(unprofiled/ {print $4}')
+    read -r vgflop vconvt <<<"$(printf '%s\n' "$vout" | awk '/^convolutions:/ {print $2, $5}')"
+    awk -v v="$ovver" -v t="$ovtime" -v g="$ovgflop" -v th="$THREADS" -v isa="${oisa:-default}" 'BEGIN {
+        printf "| OpenVINO %s (PyPI, f32, %s threads) | %s | U-Net part (%.0f GFLOP) | %.3f s | %.1f |\n", v, th, isa, g, t, g / t }'
+    awk -v t="$vtime" -v g="$vgflop" -v ct="$vconvt" -v th="$THREADS" -v isa="$visa" 'BEGIN {
+        printf "| vxmcl CPU backend (%s threads) | %s kernels | whole registration compute (U-Net, integration, transform) | %.3f s | %.1f |\n",
+               th, isa, t, g / ct }'
+    ratios="$ratios$(awk -v t="$vtime" -v ct="$vconvt" -v o="$ovtime" -v isa="$visa" 'BEGIN {
+        printf "ratio (%s): vxm whole registration / OpenVINO U-Net part = %.3f s / %.3f s = %.2f;  vxm convolutions alone / OpenVINO = %.3f s / %.3f s = %.2f",
+               isa, t, o, t / o, ct, o, ct / o }')
+$check
+"
+done
+printf '%s' "$ratios"

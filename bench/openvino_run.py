@@ -43,7 +43,7 @@ def main():
     diff = float(np.abs(flow - golden).max())
     rel = diff / float(np.abs(golden).max())
     print(f"check: OpenVINO flow on the 64^3 crop pair vs golden paircrop_vxm_dense_flow: max |diff| {diff:.2e} "
-          f"(relative to max |flow| {rel:.1e})", flush=True)
+          f"({rel:.1e} of max |flow|)", flush=True)
 
     x = pair_input(pairs, "pair1_moving.nii.gz", "fixed.nii.gz")
     req.infer({0: x})  # warm-up: the first inference at a new shape prepares its kernels
