@@ -272,6 +272,19 @@ vxm_status vxm_keras_file_read(vxm_context *ctx, const char *path, vxm_keras_fil
 {
     *out = NULL;
     struct stat stb;
+    /* a missing file or a folder is reported by the direct read without a child */
+    if (stat(path, &stb) == 0 && !S_ISDIR(stb.st_mode)) {
+        vxm_status st = vxm_keras_file_check_isolated(ctx, path);
+        if (st)
+            return st;
+    }
+    return vxm_keras_file_read_direct(ctx, path, out);
+}
+
+vxm_status vxm_keras_file_read_direct(vxm_context *ctx, const char *path, vxm_keras_file **out)
+{
+    *out = NULL;
+    struct stat stb;
     if (stat(path, &stb) != 0)
         return vxm_error(ctx, VXM_EIO, path, "%s", strerror(errno));
     if (S_ISDIR(stb.st_mode))

@@ -28,7 +28,14 @@ typedef struct vxm_keras_file {
     vxm_h5_layer *layers;
 } vxm_keras_file;
 
+/* Reads a model file: first in a child process (vxm_keras_file_check_isolated), then here. */
 vxm_status vxm_keras_file_read(vxm_context *ctx, const char *path, vxm_keras_file **out);
+/* The reader itself, in this process (keras_h5.c). */
+vxm_status vxm_keras_file_read_direct(vxm_context *ctx, const char *path, vxm_keras_file **out);
+/* Reads the file with vxm_keras_file_read_direct in a forked child (h5_isolate.c): VXM_OK when that read succeeded;
+ * the child's error when it failed; VXM_EFORMAT when libhdf5 crashed or did not finish in time.  A file that fails
+ * here is never opened by this process (libhdf5 faults on some corrupt files before our checks can run). */
+vxm_status vxm_keras_file_check_isolated(vxm_context *ctx, const char *path);
 void vxm_keras_file_free(vxm_keras_file *f);
 const vxm_h5_layer *vxm_keras_find_layer(const vxm_keras_file *f, const char *name);
 
