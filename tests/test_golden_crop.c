@@ -176,7 +176,17 @@ int main(void)
         tb_list l;
         tb_open_all(ctx, &l);
         for (int b = 0; b < l.n; b++) {
+            /* Mesa rusticl (llvmpipe, 0.3 GFLOP/s convolutions, ~1 min per model here) runs the current model; the
+             * 2018 graphs use the same op kinds and run on PoCL and the CPU backend. */
+            int rusticl = strstr(l.be[b]->desc, "rusticl") != NULL;
             for (int k = 0; k < NMODELS; k++) {
+                if (rusticl && k > 0) {
+                    char nm[160];
+                    snprintf(nm, sizeof nm, "paircrop %s [%s]", golden_prefix[k], l.be[b]->spec);
+                    tu_skip(nm, "Mesa rusticl runs the current model's crop golden only (time on CI); the 2018 "
+                                "graphs' ops are the same kinds and run on PoCL and the CPU backend");
+                    continue;
+                }
                 vxm_volume *vols[6] = {mov, fix, gold[k][0], gold[k][1], gold[k][2], gold[k][3]};
                 crop_pair(ctx, l.be[b], m[k], golden_prefix[k], vols);
             }
