@@ -35,7 +35,11 @@
 
 /* Voxels per register block for V output vectors: R*V accumulators + V weights + 1 broadcast registers.
  * Measured on AVX-512 (Xeon, 32 zmm): V=2 R=12 reaches ~180 GFLOP/s per core on 64->32 (73% of FMA peak); larger
- * R changes little.  Overridable with -DRMAX_1=... for tuning (R <= RBLOCK_MAX). */
+ * R changes little.  On Zen 4 at 1 thread the large layers reach 96-99 % of the FMA peak with AVX-512 and AVX2.
+ * Tried for AVX2 and dropped: 3 voxels x 4 vectors with the broadcasts in registers (Cout = 32 in one pass, as
+ * oneDNN's AVX2 kernels block) was faster alone but 5-10 % slower inside a registration, where the doubled
+ * weight traffic per voxel competes with the other layers' data in L2.  Overridable with -DRMAX_1=... for tuning
+ * (R <= RBLOCK_MAX). */
 #define RBLOCK_MAX 28
 #ifndef RMAX_1
 #if CPU_NVREG >= 32
@@ -210,7 +214,16 @@ int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy)
             int i1 = o1 * J->s[1] - J->pad[1] + b;
             if (i1 < 0 || i1 >= J->n[1])
                 continue;
-            if (copy) {
+            if (copy && S->key) {
+                size_t slot = (size_t)(i0 % (J->k[0] + 1)) * (size_t)(J->k[1] + 1) + (size_t)(i1 % (J->k[1] + 1));
+                float *buf = S->rows + slot * J->rowlen;
+                long key = (long)i0 * J->n[1] + i1;
+                if (S->key[slot] != key) {
+                    fill_row(J, i0, i1, buf);
+                    S->key[slot] = key;
+                }
+                S->xrow[ntap] = buf;
+            } else if (copy) {
                 float *buf = S->rows + (size_t)ntap * J->rowlen;
                 fill_row(J, i0, i1, buf);
                 S->xrow[ntap] = buf;
@@ -314,8 +327,9 @@ vxm_status cpu_conv_plan_init(vxm_backend *be, const char *op, const int n[3], i
     P->nt = nt;
     P->narrow = cpu_conv_narrow_fits(J->cin, J->cout);
     P->ntap2 = (size_t)J->k[0] * (size_t)J->k[1];
+    P->nslot = P->narrow ? P->ntap2 : (size_t)(J->k[0] + 1) * (size_t)(J->k[1] + 1);
     P->extra = (extra + 15) / 16 * 16; /* each thread's part stays 64-byte aligned */
-    P->per_thread = P->ntap2 * J->rowlen + (size_t)RBLOCK_MAX * CPU_VMAX * CPU_VW + P->extra;
+    P->per_thread = P->nslot * J->rowlen + (size_t)RBLOCK_MAX * CPU_VMAX * CPU_VW + P->extra;
     P->per_thread = (P->per_thread + 15) / 16 * 16;
     /* weights: as stored when Cout is a vector multiple, else repacked (zero-padded rows, or the narrow layout) */
     size_t nwp = P->narrow ? nw : J->ldw == J->cout ? 0 : ktaps * (size_t)J->cin * (size_t)J->ldw;
@@ -324,7 +338,8 @@ vxm_status cpu_conv_plan_init(vxm_backend *be, const char *op, const int n[3], i
     P->scratch = cpu_alloc_floats(P->per_thread * (size_t)nt);
     P->ptrs = malloc(3 * P->ntap2 * (size_t)nt * sizeof *P->ptrs);
     P->taps = malloc(P->ntap2 * (size_t)nt * sizeof *P->taps);
-    if (!P->bias || (nwp && !P->wpack) || !P->scratch || !P->ptrs || !P->taps) {
+    P->keys = P->narrow ? NULL : malloc(P->nslot * (size_t)nt * sizeof *P->keys);
+    if (!P->bias || (nwp && !P->wpack) || !P->scratch || !P->ptrs || !P->taps || (!P->narrow && !P->keys)) {
         cpu_conv_plan_free(P);
         return cpu_nomem(be, (P->per_thread * (size_t)nt + nwp + (size_t)J->ldw) * sizeof(float));
     }
@@ -354,15 +369,20 @@ void cpu_conv_plan_free(conv_plan *P)
     free(P->scratch);
     free(P->ptrs);
     free(P->taps);
+    free(P->keys);
     P->bias = P->wpack = P->scratch = NULL;
     P->ptrs = NULL;
     P->taps = NULL;
+    P->keys = NULL;
 }
 
 float *cpu_conv_plan_thread(const conv_plan *P, int tid, conv_scratch *S)
 {
     S->rows = P->scratch + (size_t)tid * P->per_thread;
-    S->block = S->rows + P->ntap2 * P->J.rowlen;
+    S->block = S->rows + P->nslot * P->J.rowlen;
+    S->key = P->keys ? P->keys + (size_t)tid * P->nslot : NULL;
+    for (size_t i = 0; S->key && i < P->nslot; i++)
+        S->key[i] = -1;
     S->xrow = P->ptrs + (size_t)tid * 3 * P->ntap2;
     S->xp = S->xrow + P->ntap2;
     S->wp = S->xp + P->ntap2;

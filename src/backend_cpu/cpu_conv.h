@@ -29,7 +29,9 @@ typedef struct conv_job {
 
 /* Per-thread scratch. */
 typedef struct conv_scratch {
-    float *rows;        /* k0*k1 padded input rows of rowlen floats */
+    float *rows;        /* padded input rows of rowlen floats: k0*k1, or (k0+1)*(k1+1) with the row cache */
+    long *key;          /* row cache (forward plans): the input row i0*n1 + i1 each buffer holds, -1 if none;
+                         * NULL: no cache, buffer t holds the t-th row of the current output row */
     float *block;       /* one output block (channel path, padded Cout) */
     const float **xrow; /* k0*k1: the filled rows of the current output row */
     int *tap;           /* k0*k1: their tap index a*k1 + b */
@@ -39,7 +41,10 @@ typedef struct conv_scratch {
 
 /* Fills S->xrow / S->tap with the input rows (i0, i1) that output row (o0, o1) reads; out-of-range rows are
  * skipped (SAME zero padding, spec §2.1).  With `copy`, each row is copied into S->rows, zero-padded along axis 2
- * to the span its taps touch (buffer position t = input voxel t - pad2); without, xrow points into the input (or,
+ * to the span its taps touch (buffer position t = input voxel t - pad2) -- with the row cache, only rows the
+ * previous output rows have not already filled (row (i0, i1) lives in buffer (i0 mod (k0+1), i1 mod (k1+1)), so the
+ * k0 x k1 rows of one output row never collide, and the next output row along either axis reuses all but the
+ * new ones: 3 fills instead of 9 for a 3x3 tap, each input row filled about once per plane band); without, xrow points into the input (or,
  * with a loader, to the whole row assembled unpadded in S->rows).  Returns the number of rows. */
 int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy);
 
@@ -56,9 +61,11 @@ typedef struct conv_plan {
     conv_job J;
     int nt, narrow;
     size_t ntap2, per_thread, extra;
+    size_t nslot; /* row buffers per thread: (k0+1)*(k1+1) with the row cache (channel path), else k0*k1 */
     float *bias, *wpack, *scratch;
     const float **ptrs;
     int *taps;
+    long *keys; /* the row cache's keys, nslot per thread (channel path only) */
 } conv_plan;
 
 /* Checks a convolution (name `op`, for messages) of an n-grid input of cin channels into an m-grid output of cout

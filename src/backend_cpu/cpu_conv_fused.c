@@ -15,12 +15,30 @@
 
 #include "backend_cpu/cpu_conv.h"
 #include "backend_cpu/cpu_internal.h"
+#include "backend_cpu/cpu_simd.h"
 
 /* VXM_OK when every factor is at least 1. */
 static vxm_status factors_ok(vxm_backend *be, const int f[3], const char *op)
 {
     int ok = f && f[0] >= 1 && f[1] >= 1 && f[2] >= 1;
     return ok ? VXM_OK : vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: factors must be >= 1", op);
+}
+
+/* The pooled row of q2n voxels from the f0*f1 conv rows in blk (rowsize floats apart), C a multiple of the vector
+ * width: the first value, then `v > o ? v : o` over the block in lexicographic order (cpu_vmax), as the scalar
+ * loop of cpu_conv_pool and cpu_maxpool. */
+static void pool_rows_vec(const float *blk, size_t rowsize, int q2n, int C, const int f[3], float *out)
+{
+    for (int q2 = 0; q2 < q2n; q2++)
+        for (int ch = 0; ch < C; ch += CPU_VW) {
+            const float *base = blk + (size_t)q2 * (size_t)f[2] * (size_t)C + (size_t)ch;
+            cpu_vf o = cpu_vload(base);
+            for (int a = 0; a < f[0]; a++)
+                for (int c = 0; c < f[1]; c++)
+                    for (int e = (a == 0 && c == 0); e < f[2]; e++)
+                        o = cpu_vmax(cpu_vload(base + (size_t)(a * f[1] + c) * rowsize + (size_t)e * (size_t)C), o);
+            cpu_vstore(out + (size_t)q2 * (size_t)C + (size_t)ch, o);
+        }
 }
 
 vxm_status cpu_conv_pool(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b,
@@ -63,6 +81,10 @@ vxm_status cpu_conv_pool(vxm_backend *be, const vxm_tensor *x, const vxm_buffer 
                 for (int c = 0; c < f[1]; c++)
                     cpu_conv_plan_row(&P, q0 * f[0] + a, q1 * f[1] + c, &S,
                                       blk + (size_t)(a * f[1] + c) * rowsize);
+            if (C % CPU_VW == 0) { /* the same order, a vector of channels at a time */
+                pool_rows_vec(blk, rowsize, q[2], C, f, out + (size_t)r * (size_t)q[2] * (size_t)C);
+                continue;
+            }
             for (int q2 = 0; q2 < q[2]; q2++) {
                 float *o = out + ((size_t)r * (size_t)q[2] + (size_t)q2) * (size_t)C;
                 for (int a = 0; a < f[0]; a++)

@@ -13,6 +13,8 @@ typedef __m512 cpu_vf;
 static inline cpu_vf cpu_vload(const float *p) { return _mm512_loadu_ps(p); }
 static inline void cpu_vstore(float *p, cpu_vf v) { _mm512_storeu_ps(p, v); }
 static inline cpu_vf cpu_vset1(float x) { return _mm512_set1_ps(x); }
+/* v > o ? v : o per lane (MAXPS returns its second operand unless the first is greater: NaN and -0 as §2.3) */
+static inline cpu_vf cpu_vmax(cpu_vf v, cpu_vf o) { return _mm512_max_ps(v, o); }
 static inline cpu_vf cpu_vfma(cpu_vf a, cpu_vf b, cpu_vf c) { return _mm512_fmadd_ps(a, b, c); }
 static inline float cpu_vhsum(cpu_vf v) { return _mm512_reduce_add_ps(v); }
 static inline cpu_vf cpu_vleaky(cpu_vf v, float alpha)
@@ -28,6 +30,7 @@ typedef __m256 cpu_vf;
 static inline cpu_vf cpu_vload(const float *p) { return _mm256_loadu_ps(p); }
 static inline void cpu_vstore(float *p, cpu_vf v) { _mm256_storeu_ps(p, v); }
 static inline cpu_vf cpu_vset1(float x) { return _mm256_set1_ps(x); }
+static inline cpu_vf cpu_vmax(cpu_vf v, cpu_vf o) { return _mm256_max_ps(v, o); }
 static inline float cpu_vhsum(cpu_vf v)
 {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -52,6 +55,7 @@ typedef __m128 cpu_vf;
 static inline cpu_vf cpu_vload(const float *p) { return _mm_loadu_ps(p); }
 static inline void cpu_vstore(float *p, cpu_vf v) { _mm_storeu_ps(p, v); }
 static inline cpu_vf cpu_vset1(float x) { return _mm_set1_ps(x); }
+static inline cpu_vf cpu_vmax(cpu_vf v, cpu_vf o) { return _mm_max_ps(v, o); }
 static inline cpu_vf cpu_vfma(cpu_vf a, cpu_vf b, cpu_vf c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
 static inline float cpu_vhsum(cpu_vf v)
 {
@@ -71,6 +75,12 @@ typedef float cpu_vf __attribute__((vector_size(16)));
 static inline cpu_vf cpu_vload(const float *p) { cpu_vf v; memcpy(&v, p, sizeof v); return v; }
 static inline void cpu_vstore(float *p, cpu_vf v) { memcpy(p, &v, sizeof v); }
 static inline cpu_vf cpu_vset1(float x) { cpu_vf v = {x, x, x, x}; return v; }
+static inline cpu_vf cpu_vmax(cpu_vf v, cpu_vf o)
+{
+    typedef int cpu_vi __attribute__((vector_size(16)));
+    cpu_vi gt = v > o;
+    return (cpu_vf)(((cpu_vi)v & gt) | ((cpu_vi)o & ~gt));
+}
 static inline cpu_vf cpu_vfma(cpu_vf a, cpu_vf b, cpu_vf c) { return a * b + c; }
 static inline float cpu_vhsum(cpu_vf v) { return (v[0] + v[2]) + (v[1] + v[3]); }
 static inline cpu_vf cpu_vleaky(cpu_vf v, float alpha)
