@@ -55,23 +55,30 @@
 
 _Static_assert(RMAX_1 <= RBLOCK_MAX && RMAX_2 <= RBLOCK_MAX, "register block too large");
 
-typedef void (*conv_kernel)(const float *const *xp, const float *const *wp, int ntap, int len, ptrdiff_t xs,
-                            ptrdiff_t ws, const float *bias, float *out, ptrdiff_t os, int leaky, float alpha);
+/* Weight bytes one pass of conv_row runs over the row with (half an L1 data cache of 32 KB). */
+#ifndef CONV_PASS_BYTES
+#define CONV_PASS_BYTES ((size_t)16 << 10)
+#endif
 
-/* acc[r][v] = bias[v]; for every tap t, j < len: acc[r][v] += xp[t][r*xs + j] * wp[t][j*ws + v*VW]; then
- * out[r*os + v*VW ...] = acc[r][v], through LeakyReLU when `leaky`.  R and V are compile-time constants after
- * inlining, so acc lives in registers. */
+typedef void (*conv_kernel)(const float *const *xp, const float *const *wp, int ntap, int len, ptrdiff_t xs,
+                            ptrdiff_t ws, const float *init, ptrdiff_t is, float *out, ptrdiff_t os, int leaky,
+                            float alpha);
+
+/* acc[r][v] = init[r*is + v*VW] (the bias with is = 0, or the partial sums of earlier taps); for every tap t,
+ * j < len: acc[r][v] += xp[t][r*xs + j] * wp[t][j*ws + v*VW]; then out[r*os + v*VW ...] = acc[r][v], through
+ * LeakyReLU when `leaky`.  R and V are compile-time constants after inlining, so acc lives in registers. */
 static inline __attribute__((always_inline)) void conv_block(const int R, const int V, const float *const *xp,
                                                              const float *const *wp, int ntap, int len,
-                                                             ptrdiff_t xs, ptrdiff_t ws, const float *bias,
-                                                             float *out, ptrdiff_t os, int leaky, float alpha)
+                                                             ptrdiff_t xs, ptrdiff_t ws, const float *init,
+                                                             ptrdiff_t is, float *out, ptrdiff_t os, int leaky,
+                                                             float alpha)
 {
     cpu_vf acc[RBLOCK_MAX][CPU_VMAX];
 #pragma GCC unroll 28
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int v = 0; v < V; v++)
-            acc[r][v] = cpu_vload(bias + v * CPU_VW);
+            acc[r][v] = cpu_vload(init + r * is + v * CPU_VW);
     for (int t = 0; t < ntap; t++) {
         /* Voxel r = 4g + i is read at xg[g] + i*xs: a few base pointers plus the offsets xs, 2xs, 3xs, instead of
          * one register per voxel offset (which runs out of general registers and spills for large R). */
@@ -147,10 +154,10 @@ static inline __attribute__((always_inline)) void conv_block(const int R, const 
 
 #define KDEF(R, V)                                                                                                  \
     static void conv_kernel_##R##_##V(const float *const *xp, const float *const *wp, int ntap, int len,         \
-                                      ptrdiff_t xs, ptrdiff_t ws, const float *bias, float *out, ptrdiff_t os,   \
-                                      int leaky, float alpha)                                                     \
+                                      ptrdiff_t xs, ptrdiff_t ws, const float *init, ptrdiff_t is, float *out,   \
+                                      ptrdiff_t os, int leaky, float alpha)                                       \
     {                                                                                                               \
-        conv_block(R, V, xp, wp, ntap, len, xs, ws, bias, out, os, leaky, alpha);                                   \
+        conv_block(R, V, xp, wp, ntap, len, xs, ws, init, is, out, os, leaky, alpha);                               \
     }
 #define KPTR(R, V) conv_kernel_##R##_##V,
 
@@ -260,21 +267,39 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
         int base = m2 / nb, extra = m2 % nb;
         for (int t = 0; t < ntap; t++)
             S->wp[t] = J->w + (size_t)S->tap[t] * slab + co;
-        for (int blk = 0, o2 = 0; blk < nb; blk++) {
-            int R = base + (blk < extra);
-            for (int t = 0; t < ntap; t++)
-                S->xp[t] = S->xrow[t] + (size_t)o2 * (size_t)xs;
-            float *dst = yrow + (size_t)o2 * (size_t)cout + co;
-            if (nc == V * CPU_VW) { /* whole vectors: straight into y */
-                kernels[V][R](S->xp, S->wp, ntap, len, xs, J->ldw, J->bias + co, dst, cout, J->leaky, J->alpha);
-            } else { /* padded channels: through the block buffer */
-                kernels[V][R](S->xp, S->wp, ntap, len, xs, J->ldw, J->bias + co, S->block, V * CPU_VW, J->leaky,
+        if (nc < V * CPU_VW) { /* padded channels: all taps at once, through the block buffer */
+            for (int blk = 0, o2 = 0; blk < nb; blk++) {
+                int R = base + (blk < extra);
+                for (int t = 0; t < ntap; t++)
+                    S->xp[t] = S->xrow[t] + (size_t)o2 * (size_t)xs;
+                kernels[V][R](S->xp, S->wp, ntap, len, xs, J->ldw, J->bias + co, 0, S->block, V * CPU_VW, J->leaky,
                               J->alpha);
                 for (int r = 0; r < R; r++)
-                    memcpy(dst + (size_t)r * (size_t)cout, S->block + (size_t)r * (size_t)V * CPU_VW,
+                    memcpy(yrow + (size_t)(o2 + r) * (size_t)cout + co, S->block + (size_t)r * (size_t)V * CPU_VW,
                            (size_t)nc * sizeof(float));
+                o2 += R;
             }
-            o2 += R;
+            co += V * CPU_VW;
+            continue;
+        }
+        /* Whole vectors, straight into y, in passes of g taps over the row: a pass's weights stay in L1 while its
+         * blocks run, instead of every block streaming all k0*k1 taps' weights from L2 (for 64 -> 32 channels,
+         * 221 KB per block of 12 voxels).  Between passes the partial sums wait in y; each element still sums
+         * bias, tap 0, tap 1, ... in order, so the result is bitwise the one-pass result. */
+        size_t tap_bytes = (size_t)len * (size_t)V * CPU_VW * sizeof(float);
+        int g = tap_bytes >= CONV_PASS_BYTES ? 1 : (int)(CONV_PASS_BYTES / tap_bytes);
+        for (int t0 = 0; t0 < ntap || t0 == 0; t0 += g) {
+            int nt = ntap - t0 < g ? ntap - t0 : g;
+            int last = t0 + nt >= ntap;
+            for (int blk = 0, o2 = 0; blk < nb; blk++) {
+                int R = base + (blk < extra);
+                for (int t = 0; t < nt; t++)
+                    S->xp[t] = S->xrow[t0 + t] + (size_t)o2 * (size_t)xs;
+                float *dst = yrow + (size_t)o2 * (size_t)cout + co;
+                kernels[V][R](S->xp, S->wp + t0, nt, len, xs, J->ldw, t0 == 0 ? J->bias + co : dst, t0 == 0 ? 0 : cout,
+                              dst, cout, last && J->leaky, J->alpha);
+                o2 += R;
+            }
         }
         co += V * CPU_VW;
     }
