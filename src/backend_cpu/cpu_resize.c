@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend_cpu/cpu_conv.h"
 #include "backend_cpu/cpu_internal.h"
 #include "backend_cpu/cpu_sample.h"
+#include "backend_cpu/cpu_simd.h"
 
 /* Coordinate of output index i along an axis of input size n and output size m. */
 static float resize_coord(vxm_resize_mapping map, int i, int n, int m, float factor)
@@ -67,6 +69,74 @@ static void resize_tables(const int n[3], const int m[3], vxm_resize_mapping map
         }
 }
 
+/* Axis 2 of the output, one entry per output float j = k*C + c of a row: the input floats of its two corners and
+ * their weights, so that a row is straight vector arithmetic over j. */
+typedef struct resize_row_tab {
+    int *lo, *hi;     /* float offsets into an input row: lo2[k]*C + c, hi2[k]*C + c */
+    float *wlo, *whi; /* wlo2[k], whi2[k] */
+} resize_row_tab;
+
+/* The input row (i0, i1) gathered at the output's axis-2 corners: e[0][j] = row[lo[j]], e[1][j] = row[hi[j]],
+ * from a per-thread cache of RESIZE_SLOTS rows (slot (i0 mod 2, i1 mod 4): an output row's 2x2 input rows never
+ * collide, and neighbouring output rows, which share input rows, find them there). */
+#define RESIZE_SLOTS 8
+typedef struct resize_cache {
+    long key[RESIZE_SLOTS];
+    float *e[RESIZE_SLOTS][2];
+} resize_cache;
+
+static const float *const *expanded_row(const float *in, const int n[3], int C, const resize_row_tab *T, size_t len,
+                                        int i0, int i1, resize_cache *K)
+{
+    int slot = (i0 & 1) * 4 + (i1 & 3);
+    long key = (long)i0 * n[1] + i1;
+    if (K->key[slot] != key) {
+        const float *row = in + ((size_t)i0 * (size_t)n[1] + (size_t)i1) * (size_t)n[2] * (size_t)C;
+        float *el = K->e[slot][0], *eh = K->e[slot][1];
+        for (size_t j = 0; j < len; j++) {
+            el[j] = row[T->lo[j]];
+            eh[j] = row[T->hi[j]];
+        }
+        K->key[slot] = key;
+    }
+    return (const float *const *)K->e[slot];
+}
+
+/* One output row from its 2x2 input rows: out[j] = sum over the 8 corners in cpu_interp_linear's order of
+ * ((w0*w1)*w2) * value -- the same float32 products and sums (no contraction in ISO C), a vector of j at a time. */
+static void resize_row(const float *const *e00, const float *const *e01, const float *const *e10,
+                       const float *const *e11, const cpu_lin_axis *a0, const cpu_lin_axis *a1, const resize_row_tab *T,
+                       size_t len, float *out)
+{
+    const float w00 = a0->wlo * a1->wlo, w01 = a0->wlo * a1->whi, w10 = a0->whi * a1->wlo, w11 = a0->whi * a1->whi;
+    const cpu_vf v00 = cpu_vset1(w00), v01 = cpu_vset1(w01), v10 = cpu_vset1(w10), v11 = cpu_vset1(w11);
+    size_t j = 0;
+    for (; j + CPU_VW <= len; j += CPU_VW) {
+        cpu_vf wl = cpu_vload(T->wlo + j), wh = cpu_vload(T->whi + j);
+        cpu_vf acc = (v00 * wl) * cpu_vload(e00[0] + j);
+        acc = acc + (v00 * wh) * cpu_vload(e00[1] + j);
+        acc = acc + (v01 * wl) * cpu_vload(e01[0] + j);
+        acc = acc + (v01 * wh) * cpu_vload(e01[1] + j);
+        acc = acc + (v10 * wl) * cpu_vload(e10[0] + j);
+        acc = acc + (v10 * wh) * cpu_vload(e10[1] + j);
+        acc = acc + (v11 * wl) * cpu_vload(e11[0] + j);
+        acc = acc + (v11 * wh) * cpu_vload(e11[1] + j);
+        cpu_vstore(out + j, acc);
+    }
+    for (; j < len; j++) {
+        float wl = T->wlo[j], wh = T->whi[j];
+        float acc = (w00 * wl) * e00[0][j];
+        acc += (w00 * wh) * e00[1][j];
+        acc += (w01 * wl) * e01[0][j];
+        acc += (w01 * wh) * e01[1][j];
+        acc += (w10 * wl) * e10[0][j];
+        acc += (w10 * wh) * e10[1][j];
+        acc += (w11 * wl) * e11[0][j];
+        acc += (w11 * wh) * e11[1][j];
+        out[j] = acc;
+    }
+}
+
 vxm_status cpu_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize_mapping map, const float factor[3],
                              vxm_tensor *y)
 {
@@ -75,27 +145,54 @@ vxm_status cpu_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize_ma
         return st;
     cpu_lin_axis *tab[3];
     resize_tables(x->shape, y->shape, map, factor, tab);
-    if (!tab[0])
-        return cpu_nomem(be, ((size_t)y->shape[0] + (size_t)y->shape[1] + (size_t)y->shape[2]) * sizeof(cpu_lin_axis));
+    const int C = x->channels, nt = vxm_tensor_numel(y) >= CPU_PAR_MIN ? cpu_threads(be) : 1;
+    const size_t len = (size_t)y->shape[2] * (size_t)C;
+    /* per output float of a row: 2 offsets, 2 weights; per thread: RESIZE_SLOTS cached rows of 2 x len floats */
+    size_t per_thread = ((2 * RESIZE_SLOTS * len + 15) / 16) * 16;
+    int *offs = malloc(2 * len * sizeof(int));
+    float *wts = cpu_alloc_floats(2 * len), *scratch = cpu_alloc_floats(per_thread * (size_t)nt);
+    if (!tab[0] || !offs || !wts || !scratch) {
+        free(tab[0]);
+        free(offs);
+        free(wts);
+        free(scratch);
+        return cpu_nomem(be, per_thread * (size_t)nt * sizeof(float));
+    }
+    resize_row_tab T = {offs, offs + len, wts, wts + len};
+    for (int k = 0; k < y->shape[2]; k++)
+        for (int c = 0; c < C; c++) {
+            size_t j = (size_t)k * (size_t)C + (size_t)c;
+            T.lo[j] = tab[2][k].lo * C + c;
+            T.hi[j] = tab[2][k].hi * C + c;
+            T.wlo[j] = tab[2][k].wlo;
+            T.whi[j] = tab[2][k].whi;
+        }
     const float *in = x->buf->data;
     float *out = y->buf->data;
-    const int C = x->channels;
     long rows = (long)y->shape[0] * y->shape[1];
-    int par = vxm_tensor_numel(y) >= CPU_PAR_MIN;
-    /* Per voxel through cpu_interp_linear: all channels of a corner are contiguous, and the corners of
-     * neighbouring outputs are neighbours, so this beats gathering channel by channel. */
-#pragma omp parallel for num_threads(cpu_threads(be)) schedule(static) if (par)
-    for (long r = 0; r < rows; r++) {
-        cpu_lin_axis a[3];
-        a[0] = tab[0][r / y->shape[1]];
-        a[1] = tab[1][r % y->shape[1]];
-        float *o = out + (size_t)r * (size_t)y->shape[2] * (size_t)C;
-        for (int k = 0; k < y->shape[2]; k++) {
-            a[2] = tab[2][k];
-            cpu_interp_linear(in, x->shape, C, a, o + (size_t)k * (size_t)C);
+#pragma omp parallel num_threads(nt)
+    {
+        resize_cache K;
+        float *mine = scratch + (size_t)cpu_conv_thread_id() * per_thread;
+        for (int i = 0; i < RESIZE_SLOTS; i++) {
+            K.key[i] = -1;
+            K.e[i][0] = mine + (size_t)(2 * i) * len;
+            K.e[i][1] = K.e[i][0] + len;
+        }
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            const cpu_lin_axis *a0 = &tab[0][r / y->shape[1]], *a1 = &tab[1][r % y->shape[1]];
+            const float *const *e00 = expanded_row(in, x->shape, C, &T, len, a0->lo, a1->lo, &K);
+            const float *const *e01 = expanded_row(in, x->shape, C, &T, len, a0->lo, a1->hi, &K);
+            const float *const *e10 = expanded_row(in, x->shape, C, &T, len, a0->hi, a1->lo, &K);
+            const float *const *e11 = expanded_row(in, x->shape, C, &T, len, a0->hi, a1->hi, &K);
+            resize_row(e00, e01, e10, e11, a0, a1, &T, len, out + (size_t)r * len);
         }
     }
     free(tab[0]);
+    free(offs);
+    free(wts);
+    free(scratch);
     return VXM_OK;
 }
 
