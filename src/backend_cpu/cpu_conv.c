@@ -60,15 +60,15 @@ _Static_assert(RMAX_1 <= RBLOCK_MAX && RMAX_2 <= RBLOCK_MAX, "register block too
 #define CONV_PASS_BYTES ((size_t)16 << 10)
 #endif
 
-typedef void (*conv_kernel)(const float *const *xp, const float *const *wp, int ntap, int len, ptrdiff_t xs,
-                            ptrdiff_t ws, const float *init, ptrdiff_t is, float *out, ptrdiff_t os, int leaky,
-                            float alpha);
+typedef void (*conv_kernel)(const float *const *xp, const float *const *wp, ptrdiff_t wo, int ntap, int len,
+                            ptrdiff_t xs, ptrdiff_t ws, const float *init, ptrdiff_t is, float *out, ptrdiff_t os,
+                            int leaky, float alpha);
 
 /* acc[r][v] = init[r*is + v*VW] (the bias with is = 0, or the partial sums of earlier taps); for every tap t,
- * j < len: acc[r][v] += xp[t][r*xs + j] * wp[t][j*ws + v*VW]; then out[r*os + v*VW ...] = acc[r][v], through
+ * j < len: acc[r][v] += xp[t][r*xs + j] * wp[t][wo + j*ws + v*VW]; then out[r*os + v*VW ...] = acc[r][v], through
  * LeakyReLU when `leaky`.  R and V are compile-time constants after inlining, so acc lives in registers. */
 static inline __attribute__((always_inline)) void conv_block(const int R, const int V, const float *const *xp,
-                                                             const float *const *wp, int ntap, int len,
+                                                             const float *const *wp, ptrdiff_t wo, int ntap, int len,
                                                              ptrdiff_t xs, ptrdiff_t ws, const float *init,
                                                              ptrdiff_t is, float *out, ptrdiff_t os, int leaky,
                                                              float alpha)
@@ -86,7 +86,7 @@ static inline __attribute__((always_inline)) void conv_block(const int R, const 
 #pragma GCC unroll 7
         for (int g = 0; g < (R + 3) / 4; g++)
             xg[g] = xp[t] + 4 * g * xs;
-        const float *w = wp[t];
+        const float *w = wp[t] + wo;
         for (int j = 0; j < len; j++) {
             cpu_vf wv[CPU_VMAX];
 #pragma GCC unroll 4
@@ -153,11 +153,11 @@ static inline __attribute__((always_inline)) void conv_block(const int R, const 
 #define SEQ_I(n, M, V) SEQ_##n(M, V)
 
 #define KDEF(R, V)                                                                                                  \
-    static void conv_kernel_##R##_##V(const float *const *xp, const float *const *wp, int ntap, int len,         \
-                                      ptrdiff_t xs, ptrdiff_t ws, const float *init, ptrdiff_t is, float *out,   \
-                                      ptrdiff_t os, int leaky, float alpha)                                       \
+    static void conv_kernel_##R##_##V(const float *const *xp, const float *const *wp, ptrdiff_t wo, int ntap,    \
+                                      int len, ptrdiff_t xs, ptrdiff_t ws, const float *init, ptrdiff_t is,       \
+                                      float *out, ptrdiff_t os, int leaky, float alpha)                           \
     {                                                                                                               \
-        conv_block(R, V, xp, wp, ntap, len, xs, ws, init, is, out, os, leaky, alpha);                               \
+        conv_block(R, V, xp, wp, wo, ntap, len, xs, ws, init, is, out, os, leaky, alpha);                           \
     }
 #define KPTR(R, V) conv_kernel_##R##_##V,
 
@@ -191,7 +191,15 @@ int cpu_conv_thread_id(void)
 #endif
 }
 
-/* The channel path: weights (k0,k1,k2,Cin,ldw). */
+/* The channel path: weights (k0,k1,k2,Cin,ldw).  Cout is covered by chunks of V vectors.
+ *
+ * When every chunk is V whole vectors (the U-Net's 16 and 32 channels), a row runs in passes of g taps: in a pass
+ * each block of voxels runs every chunk, so the pass's weights (all of Cout) stay in L1 while its blocks stream the
+ * pass's input rows once -- instead of every block streaming all k0*k1 taps' weights from L2 (for 64 -> 32
+ * channels, 221 KB per block of 12 voxels), and with 16 registers (AVX2, Cout = 32 in two chunks) the input rows
+ * twice.  Between passes the partial sums wait in y; each element still sums bias, tap 0, tap 1, ... in order, so
+ * the result is bitwise the one-pass result.  Other Cout: all taps in one pass per chunk, the chunk that pads
+ * channels through the block buffer. */
 static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *yrow)
 {
     int cin = J->cin, cout = J->cout;
@@ -200,49 +208,57 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
     int ntap = cpu_conv_rows(J, o0, o1, S, 1);
     int m2 = J->m[2];
     ptrdiff_t xs = (ptrdiff_t)J->s[2] * cin;
-    for (int co = 0; co < J->ldw;) {
-        int V = (J->ldw - co) / CPU_VW;
-        if (V > CPU_VMAX)
-            V = CPU_VMAX;
-        int nc = cout - co < V * CPU_VW ? cout - co : V * CPU_VW; /* real channels in this chunk */
+    for (int t = 0; t < ntap; t++)
+        S->wp[t] = J->w + (size_t)S->tap[t] * slab;
+    int V = J->ldw / CPU_VW > CPU_VMAX ? CPU_VMAX : J->ldw / CPU_VW;
+    if (cout == J->ldw && J->ldw % (V * CPU_VW) == 0) {
+        int nchunk = J->ldw / (V * CPU_VW);
         /* Split the row into nb near-equal blocks of at most rmax[V] voxels. */
         int nb = (m2 + rmax[V] - 1) / rmax[V];
         int base = m2 / nb, extra = m2 % nb;
-        for (int t = 0; t < ntap; t++)
-            S->wp[t] = J->w + (size_t)S->tap[t] * slab + co;
-        if (nc < V * CPU_VW) { /* padded channels: all taps at once, through the block buffer */
-            for (int blk = 0, o2 = 0; blk < nb; blk++) {
-                int R = base + (blk < extra);
-                for (int t = 0; t < ntap; t++)
-                    S->xp[t] = S->xrow[t] + (size_t)o2 * (size_t)xs;
-                kernels[V][R](S->xp, S->wp, ntap, len, xs, J->ldw, J->bias + co, 0, S->block, V * CPU_VW, J->leaky,
-                              J->alpha);
-                for (int r = 0; r < R; r++)
-                    memcpy(yrow + (size_t)(o2 + r) * (size_t)cout + co, S->block + (size_t)r * (size_t)V * CPU_VW,
-                           (size_t)nc * sizeof(float));
-                o2 += R;
-            }
-            co += V * CPU_VW;
-            continue;
-        }
-        /* Whole vectors, straight into y, in passes of g taps over the row: a pass's weights stay in L1 while its
-         * blocks run, instead of every block streaming all k0*k1 taps' weights from L2 (for 64 -> 32 channels,
-         * 221 KB per block of 12 voxels).  Between passes the partial sums wait in y; each element still sums
-         * bias, tap 0, tap 1, ... in order, so the result is bitwise the one-pass result. */
-        size_t tap_bytes = (size_t)len * (size_t)V * CPU_VW * sizeof(float);
+        size_t tap_bytes = (size_t)len * (size_t)J->ldw * sizeof(float);
         int g = tap_bytes >= CONV_PASS_BYTES ? 1 : (int)(CONV_PASS_BYTES / tap_bytes);
         for (int t0 = 0; t0 < ntap || t0 == 0; t0 += g) {
             int nt = ntap - t0 < g ? ntap - t0 : g;
-            int last = t0 + nt >= ntap;
+            int leaky = t0 + nt >= ntap && J->leaky;
             for (int blk = 0, o2 = 0; blk < nb; blk++) {
                 int R = base + (blk < extra);
                 for (int t = 0; t < nt; t++)
                     S->xp[t] = S->xrow[t0 + t] + (size_t)o2 * (size_t)xs;
-                float *dst = yrow + (size_t)o2 * (size_t)cout + co;
-                kernels[V][R](S->xp, S->wp + t0, nt, len, xs, J->ldw, t0 == 0 ? J->bias + co : dst, t0 == 0 ? 0 : cout,
-                              dst, cout, last && J->leaky, J->alpha);
+                for (int c = 0; c < nchunk; c++) {
+                    int co = c * V * CPU_VW;
+                    float *dst = yrow + (size_t)o2 * (size_t)cout + co;
+                    kernels[V][R](S->xp, S->wp + t0, co, nt, len, xs, J->ldw, t0 == 0 ? J->bias + co : dst,
+                                  t0 == 0 ? 0 : cout, dst, cout, leaky, J->alpha);
+                }
                 o2 += R;
             }
+        }
+        return;
+    }
+    for (int co = 0; co < J->ldw;) {
+        V = (J->ldw - co) / CPU_VW;
+        if (V > CPU_VMAX)
+            V = CPU_VMAX;
+        int nc = cout - co < V * CPU_VW ? cout - co : V * CPU_VW; /* real channels in this chunk */
+        int nb = (m2 + rmax[V] - 1) / rmax[V];
+        int base = m2 / nb, extra = m2 % nb;
+        for (int blk = 0, o2 = 0; blk < nb; blk++) {
+            int R = base + (blk < extra);
+            for (int t = 0; t < ntap; t++)
+                S->xp[t] = S->xrow[t] + (size_t)o2 * (size_t)xs;
+            float *dst = yrow + (size_t)o2 * (size_t)cout + co;
+            if (nc == V * CPU_VW) { /* whole vectors: straight into y */
+                kernels[V][R](S->xp, S->wp, co, ntap, len, xs, J->ldw, J->bias + co, 0, dst, cout, J->leaky,
+                              J->alpha);
+            } else { /* padded channels: through the block buffer */
+                kernels[V][R](S->xp, S->wp, co, ntap, len, xs, J->ldw, J->bias + co, 0, S->block, V * CPU_VW,
+                              J->leaky, J->alpha);
+                for (int r = 0; r < R; r++)
+                    memcpy(dst + (size_t)r * (size_t)cout, S->block + (size_t)r * (size_t)V * CPU_VW,
+                           (size_t)nc * sizeof(float));
+            }
+            o2 += R;
         }
         co += V * CPU_VW;
     }
