@@ -1,7 +1,6 @@
 /* Scaling and squaring (spec §5): w = v / 2^T, then T times w <- w + Interp(w, x + w) with the clamped linear
  * sampling of §4.2.  Each step reads only the previous field (double buffering, never in place); the buffers
  * alternate so that the last step writes y. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "backend_cpu/cpu_internal.h"
@@ -34,9 +33,11 @@ vxm_status cpu_vecint(vxm_backend *be, const vxm_tensor *v, int ndim, int steps,
         memcpy(dst, src, n * sizeof(float));
         return VXM_OK;
     }
-    float *tmp = cpu_alloc_floats(n);
-    if (!tmp)
-        return cpu_nomem(be, n * sizeof(float));
+    /* the second buffer through the backend's pool: the same field size every registration, no page faults */
+    vxm_buffer *tbuf;
+    if ((st = be->ops->buffer_alloc(be, n, &tbuf)))
+        return st;
+    float *tmp = tbuf->data;
     int nt = cpu_threads(be);
     /* Buffer of step i (0 = the scaled input): y when steps - i is even, so step `steps` lands in y. */
     float *cur = (steps % 2 == 0) ? dst : tmp;
@@ -51,6 +52,6 @@ vxm_status cpu_vecint(vxm_backend *be, const vxm_tensor *v, int ndim, int steps,
         cur = next;
         next = sw;
     }
-    free(tmp);
+    be->ops->buffer_free(be, tbuf);
     return VXM_OK;
 }
