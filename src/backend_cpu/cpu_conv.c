@@ -21,6 +21,7 @@
  * flipped, transposed kernel, per stride residue (polyphase) when a stride is 2; the filter gradient reuses the
  * padded row buffers and transposes the register block (reduction over voxels), over fixed chunks of output rows
  * combined in a fixed order. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -191,6 +192,45 @@ int cpu_conv_thread_id(void)
 #endif
 }
 
+/* Whether every in-range tap row (a zero-padded row buffer) is uniform -- its voxels bitwise identical -- over the
+ * positions that the R output voxels from o2 on read: then those outputs are bitwise equal (each is the same sequence
+ * of float32 operations on the same values) and one of them is computed.  Comparing bits, -0 and +0 differ and a
+ * NaN equals only its own pattern; a window that is not uniform usually fails on its first tap row within a few
+ * bytes.  This is the background of a skull-stripped scan: zeros at the input, then in the first layers one constant
+ * vector per layer away from the brain and the volume's borders (issue 12: exact, unlike a threshold). */
+#define UNI_BITS 512 /* blocks per row whose uniformity conv_row remembers across passes (others: checked again) */
+
+static int block_uniform(const conv_job *J, const conv_scratch *S, int ntap, int o2, int R)
+{
+    if (!J->uniform || R < 2)
+        return 0;
+    size_t cin = (size_t)J->cin;
+    size_t first = (size_t)o2 * (size_t)J->s[2], last = (size_t)(o2 + R - 1) * (size_t)J->s[2] + (size_t)J->k[2] - 1;
+    for (int t = 0; t < ntap; t++) { /* each voxel of the window equals the one before it, byte for byte */
+        const float *a = S->xrow[t] + first * cin;
+        if (memcmp(a + cin, a, (last - first) * cin * sizeof(float)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Output voxel o2 by the 1-voxel kernel over all taps in one pass (per element: bias, tap 0, tap 1, ..., then
+ * LeakyReLU -- the order of the passes of conv_row), copied to voxels o2 + 1 ... o2 + R - 1. */
+static void uniform_block(const conv_job *J, conv_scratch *S, int ntap, int len, ptrdiff_t xs, int V, int nchunk,
+                          int o2, int R, float *yrow)
+{
+    int cout = J->cout;
+    for (int t = 0; t < ntap; t++)
+        S->xp[t] = S->xrow[t] + (size_t)o2 * (size_t)xs;
+    float *dst = yrow + (size_t)o2 * (size_t)cout;
+    for (int c = 0; c < nchunk; c++) {
+        int co = c * V * CPU_VW;
+        kernels[V][1](S->xp, S->wp, co, ntap, len, xs, J->ldw, J->bias + co, 0, dst + co, cout, J->leaky, J->alpha);
+    }
+    for (int r = 1; r < R; r++)
+        memcpy(dst + (size_t)r * (size_t)cout, dst, (size_t)cout * sizeof(float));
+}
+
 /* The channel path: weights (k0,k1,k2,Cin,ldw).  Cout is covered by chunks of V vectors.
  *
  * When every chunk is V whole vectors (the U-Net's 16 and 32 channels), a row runs in passes of g taps: in a pass
@@ -216,6 +256,7 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
         /* Split the row into nb near-equal blocks of at most rmax[V] voxels. */
         int nb = (m2 + rmax[V] - 1) / rmax[V];
         int base = m2 / nb, extra = m2 % nb;
+        uint64_t uniform[UNI_BITS / 64]; /* block_uniform of the first UNI_BITS blocks, from the first pass */
         size_t tap_bytes = (size_t)len * (size_t)J->ldw * sizeof(float);
         int g = tap_bytes >= CONV_PASS_BYTES ? 1 : (int)(CONV_PASS_BYTES / tap_bytes);
         for (int t0 = 0; t0 < ntap || t0 == 0; t0 += g) {
@@ -223,6 +264,18 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
             int leaky = t0 + nt >= ntap && J->leaky;
             for (int blk = 0, o2 = 0; blk < nb; blk++) {
                 int R = base + (blk < extra);
+                /* uniform blocks: one voxel through every tap in the first pass, copied to the others */
+                int uni = t0 == 0 || blk >= UNI_BITS ? block_uniform(J, S, ntap, o2, R)
+                                                     : (int)(uniform[blk / 64] >> (blk % 64) & 1);
+                if (t0 == 0 && blk < UNI_BITS)
+                    uniform[blk / 64] = (uniform[blk / 64] & ~((uint64_t)1 << (blk % 64))) |
+                                        ((uint64_t)uni << (blk % 64));
+                if (uni) {
+                    if (t0 == 0)
+                        uniform_block(J, S, ntap, len, xs, V, nchunk, o2, R, yrow);
+                    o2 += R;
+                    continue;
+                }
                 for (int t = 0; t < nt; t++)
                     S->xp[t] = S->xrow[t0 + t] + (size_t)o2 * (size_t)xs;
                 for (int c = 0; c < nchunk; c++) {
@@ -301,6 +354,8 @@ vxm_status cpu_conv_plan_init(vxm_backend *be, const char *op, const int n[3], i
     J->rowlen = ((size_t)rowvox * (size_t)J->cin + CPU_VW - 1) / CPU_VW * CPU_VW;
     J->leaky = p->leaky;
     J->alpha = p->alpha;
+    const char *uni = getenv("VXM_CPU_UNIFORM"); /* "0": every block in full (tests/test_conv_uniform.c, bench) */
+    J->uniform = !(uni && !strcmp(uni, "0"));
 
     int nt = cpu_threads(be);
     double flops = 2.0 * (double)nw * (double)J->m[0] * (double)J->m[1] * (double)J->m[2];

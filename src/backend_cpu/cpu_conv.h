@@ -20,6 +20,7 @@ typedef struct conv_job {
     size_t rowlen; /* floats per padded row buffer (span*Cin rounded up to a vector multiple) */
     int leaky;
     float alpha;
+    int uniform; /* conv_row's uniform-block shortcut (cpu_conv.c block_uniform); VXM_CPU_UNIFORM=0 turns it off */
     /* Fused input (cpu_conv_fused.c): when set, input row (i0, i1) is not read from x but assembled by
      * load(J, i0, i1, first, count, dst) -- voxels [first, first + count) of the row, Cin floats each -- into the
      * same row buffers, so the arithmetic is that of a conv over the materialised input.  NULL: read x. */
