@@ -192,27 +192,7 @@ int cpu_conv_thread_id(void)
 #endif
 }
 
-/* Whether every in-range tap row (a zero-padded row buffer) is uniform -- its voxels bitwise identical -- over the
- * positions that the R output voxels from o2 on read: then those outputs are bitwise equal (each is the same sequence
- * of float32 operations on the same values) and one of them is computed.  Comparing bits, -0 and +0 differ and a
- * NaN equals only its own pattern; a window that is not uniform usually fails on its first tap row within a few
- * bytes.  This is the background of a skull-stripped scan: zeros at the input, then in the first layers one constant
- * vector per layer away from the brain and the volume's borders (issue 12: exact, unlike a threshold). */
 #define UNI_BITS 512 /* blocks per row whose uniformity conv_row remembers across passes (others: checked again) */
-
-static int block_uniform(const conv_job *J, const conv_scratch *S, int ntap, int o2, int R)
-{
-    if (!J->uniform || R < 2)
-        return 0;
-    size_t cin = (size_t)J->cin;
-    size_t first = (size_t)o2 * (size_t)J->s[2], last = (size_t)(o2 + R - 1) * (size_t)J->s[2] + (size_t)J->k[2] - 1;
-    for (int t = 0; t < ntap; t++) { /* each voxel of the window equals the one before it, byte for byte */
-        const float *a = S->xrow[t] + first * cin;
-        if (memcmp(a + cin, a, (last - first) * cin * sizeof(float)))
-            return 0;
-    }
-    return 1;
-}
 
 /* Output voxel o2 by the 1-voxel kernel over all taps in one pass (per element: bias, tap 0, tap 1, ..., then
  * LeakyReLU -- the order of the passes of conv_row), copied to voxels o2 + 1 ... o2 + R - 1. */
@@ -256,7 +236,7 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
         /* Split the row into nb near-equal blocks of at most rmax[V] voxels. */
         int nb = (m2 + rmax[V] - 1) / rmax[V];
         int base = m2 / nb, extra = m2 % nb;
-        uint64_t uniform[UNI_BITS / 64]; /* block_uniform of the first UNI_BITS blocks, from the first pass */
+        uint64_t uniform[UNI_BITS / 64]; /* cpu_conv_block_uniform of the first UNI_BITS blocks, from the first pass */
         size_t tap_bytes = (size_t)len * (size_t)J->ldw * sizeof(float);
         int g = tap_bytes >= CONV_PASS_BYTES ? 1 : (int)(CONV_PASS_BYTES / tap_bytes);
         for (int t0 = 0; t0 < ntap || t0 == 0; t0 += g) {
@@ -265,7 +245,7 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
             for (int blk = 0, o2 = 0; blk < nb; blk++) {
                 int R = base + (blk < extra);
                 /* uniform blocks: one voxel through every tap in the first pass, copied to the others */
-                int uni = t0 == 0 || blk >= UNI_BITS ? block_uniform(J, S, ntap, o2, R)
+                int uni = t0 == 0 || blk >= UNI_BITS ? cpu_conv_block_uniform(J, S, ntap, o2, R)
                                                      : (int)(uniform[blk / 64] >> (blk % 64) & 1);
                 if (t0 == 0 && blk < UNI_BITS)
                     uniform[blk / 64] = (uniform[blk / 64] & ~((uint64_t)1 << (blk % 64))) |

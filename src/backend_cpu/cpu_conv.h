@@ -49,6 +49,10 @@ typedef struct conv_scratch {
  * with a loader, to the whole row assembled unpadded in S->rows).  Returns the number of rows. */
 int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy);
 
+/* Whether the R output voxels from o2 of the current output row read bitwise-uniform windows of every one of its
+ * ntap filled row buffers (copy mode), so that they are bitwise equal (cpu_conv_rows.c; 0 when J->uniform is off). */
+int cpu_conv_block_uniform(const conv_job *J, const conv_scratch *S, int ntap, int o2, int R);
+
 /* Narrow outputs (Cout <= 4, e.g. the 2- or 3-channel flow convolutions) with Cin a multiple of the vector width:
  * vectorized over input channels instead of output channels. */
 int cpu_conv_narrow_fits(int cin, int cout);

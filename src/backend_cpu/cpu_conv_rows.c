@@ -1,6 +1,6 @@
 /* The input rows of an output row (cpu_conv.h: cpu_conv_rows), shared by the forward, fused and filter-gradient
  * convolutions: SAME zero padding (spec §2.1) by skipping out-of-range rows along axes 0 and 1 and by zero-padded
- * row buffers along axis 2, with the row cache of forward plans. */
+ * row buffers along axis 2, with the row cache of forward plans; and the uniform-window test of conv_row. */
 #include <string.h>
 
 #include "backend_cpu/cpu_conv.h"
@@ -60,4 +60,24 @@ int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy)
         }
     }
     return ntap;
+}
+
+/* Whether every in-range tap row (a zero-padded row buffer) is uniform -- its voxels bitwise identical -- over the
+ * positions that the R output voxels from o2 on read: then those outputs are bitwise equal (each is the same sequence
+ * of float32 operations on the same values) and one of them is computed.  Comparing bits, -0 and +0 differ and a
+ * NaN equals only its own pattern; a window that is not uniform usually fails on its first tap row within a few
+ * bytes.  This is the background of a skull-stripped scan: zeros at the input, then in the first layers one constant
+ * vector per layer away from the brain and the volume's borders (issue 12: exact, unlike a threshold). */
+int cpu_conv_block_uniform(const conv_job *J, const conv_scratch *S, int ntap, int o2, int R)
+{
+    if (!J->uniform || R < 2)
+        return 0;
+    size_t cin = (size_t)J->cin;
+    size_t first = (size_t)o2 * (size_t)J->s[2], last = (size_t)(o2 + R - 1) * (size_t)J->s[2] + (size_t)J->k[2] - 1;
+    for (int t = 0; t < ntap; t++) { /* each voxel of the window equals the one before it, byte for byte */
+        const float *a = S->xrow[t] + first * cin;
+        if (memcmp(a + cin, a, (last - first) * cin * sizeof(float)))
+            return 0;
+    }
+    return 1;
 }
