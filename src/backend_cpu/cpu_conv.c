@@ -195,20 +195,35 @@ int cpu_conv_thread_id(void)
 #define UNI_BITS 512 /* blocks per row whose uniformity conv_row remembers across passes (others: checked again) */
 
 /* Output voxel o2 by the 1-voxel kernel over all taps in one pass (per element: bias, tap 0, tap 1, ..., then
- * LeakyReLU -- the order of the passes of conv_row), copied to voxels o2 + 1 ... o2 + R - 1. */
+ * LeakyReLU -- the order of the passes of conv_row), copied to voxels o2 + 1 ... o2 + R - 1.  *prev (-1: none) is
+ * the first voxel of the row's previous uniform block: when every tap row holds the same voxel there as here (the
+ * background on both sides of the brain), its output is copied instead.  Cout is a multiple of the vector width. */
 static void uniform_block(const conv_job *J, conv_scratch *S, int ntap, int len, ptrdiff_t xs, int V, int nchunk,
-                          int o2, int R, float *yrow)
+                          int o2, int R, int *prev, float *yrow)
 {
-    int cout = J->cout;
-    for (int t = 0; t < ntap; t++)
-        S->xp[t] = S->xrow[t] + (size_t)o2 * (size_t)xs;
-    float *dst = yrow + (size_t)o2 * (size_t)cout;
-    for (int c = 0; c < nchunk; c++) {
-        int co = c * V * CPU_VW;
-        kernels[V][1](S->xp, S->wp, co, ntap, len, xs, J->ldw, J->bias + co, 0, dst + co, cout, J->leaky, J->alpha);
+    size_t cout = (size_t)J->cout, cin = (size_t)J->cin;
+    float *dst = yrow + (size_t)o2 * cout;
+    int same = *prev >= 0;
+    for (int t = 0; t < ntap && same; t++)
+        same = !memcmp(S->xrow[t] + (size_t)o2 * (size_t)xs, S->xrow[t] + (size_t)*prev * (size_t)xs,
+                       cin * sizeof(float));
+    if (same) {
+        R++; /* copy to o2 too */
+        dst = yrow + (size_t)*prev * cout;
+    } else {
+        for (int t = 0; t < ntap; t++)
+            S->xp[t] = S->xrow[t] + (size_t)o2 * (size_t)xs;
+        for (int c = 0; c < nchunk; c++) {
+            int co = c * V * CPU_VW;
+            kernels[V][1](S->xp, S->wp, co, ntap, len, xs, J->ldw, J->bias + co, 0, dst + co, (ptrdiff_t)cout,
+                          J->leaky, J->alpha);
+        }
+        *prev = o2;
     }
-    for (int r = 1; r < R; r++)
-        memcpy(dst + (size_t)r * (size_t)cout, dst, (size_t)cout * sizeof(float));
+    float *out = yrow + (size_t)o2 * cout + (same ? 0 : cout);
+    for (int r = 1; r < R; r++, out += cout)
+        for (size_t c = 0; c < cout; c += CPU_VW)
+            cpu_vstore(out + c, cpu_vload(dst + c));
 }
 
 /* The channel path: weights (k0,k1,k2,Cin,ldw).  Cout is covered by chunks of V vectors.
@@ -237,6 +252,7 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
         int nb = (m2 + rmax[V] - 1) / rmax[V];
         int base = m2 / nb, extra = m2 % nb;
         uint64_t uniform[UNI_BITS / 64]; /* cpu_conv_block_uniform of the first UNI_BITS blocks, from the first pass */
+        int prev = -1;                   /* the last uniform block computed in this row (uniform_block) */
         size_t tap_bytes = (size_t)len * (size_t)J->ldw * sizeof(float);
         int g = tap_bytes >= CONV_PASS_BYTES ? 1 : (int)(CONV_PASS_BYTES / tap_bytes);
         for (int t0 = 0; t0 < ntap || t0 == 0; t0 += g) {
@@ -252,7 +268,7 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
                                         ((uint64_t)uni << (blk % 64));
                 if (uni) {
                     if (t0 == 0)
-                        uniform_block(J, S, ntap, len, xs, V, nchunk, o2, R, yrow);
+                        uniform_block(J, S, ntap, len, xs, V, nchunk, o2, R, &prev, yrow);
                     o2 += R;
                     continue;
                 }
