@@ -1,4 +1,4 @@
-/* The CPU convolution's uniform-block shortcut (src/backend_cpu/cpu_conv.c block_uniform, issue 12): where every
+/* The CPU convolution's uniform-block shortcut (src/backend_cpu/cpu_conv.c, cpu_conv_rows.c; issue 12): where every
  * input row a block of output voxels reads is bitwise constant over the block's window, one voxel is computed and
  * copied.  The outputs must be bitwise those of the full computation (VXM_CPU_UNIFORM=0), for every kernel variant
  * this CPU runs, on inputs built to hit the shortcut and its edges:

@@ -1,5 +1,5 @@
-/* Internal to the CPU convolution (cpu_conv.c, cpu_conv_narrow.c, cpu_conv_fused.c): the job description,
- * per-thread scratch, the row set-up both kernel families share, and the prepared plan (packed weights, scratch)
+/* Internal to the CPU convolution (cpu_conv.c, cpu_conv_backward.c, cpu_conv_narrow.c, cpu_conv_fused.c): the job
+ * description, per-thread scratch, the row set-up both kernel families share, and the prepared plan (packed weights, scratch)
  * through which the fused ops (conv + max-pool, upsample + concat + conv) drive the same kernels. */
 #ifndef VXM_BACKEND_CPU_CONV_H
 #define VXM_BACKEND_CPU_CONV_H
@@ -20,7 +20,7 @@ typedef struct conv_job {
     size_t rowlen; /* floats per padded row buffer (span*Cin rounded up to a vector multiple) */
     int leaky;
     float alpha;
-    int uniform; /* conv_row's uniform-block shortcut (cpu_conv.c block_uniform); VXM_CPU_UNIFORM=0 turns it off */
+    int uniform; /* conv_row's uniform-block shortcut (cpu_conv_block_uniform); VXM_CPU_UNIFORM=0 turns it off */
     /* Fused input (cpu_conv_fused.c): when set, input row (i0, i1) is not read from x but assembled by
      * load(J, i0, i1, first, count, dst) -- voxels [first, first + count) of the row, Cin floats each -- into the
      * same row buffers, so the arithmetic is that of a conv over the materialised input.  NULL: read x. */

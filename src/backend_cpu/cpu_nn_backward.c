@@ -1,7 +1,7 @@
 /* Backward ops of the CPU backend's element-wise and data-movement layers (training doc §2.7; backend.h
  * documents each): LeakyReLU, max-pooling, nearest upsampling, the channel slice that undoes a concatenation,
  * gradient accumulation (add) and the log-variance gradient of the sampling layer.  The convolution's backward
- * ops sit next to its forward in cpu_conv.c, the resize's in cpu_resize.c.
+ * ops are in cpu_conv_backward.c, the resize's next to its forward in cpu_resize.c.
  *
  * Every output element is written by exactly one thread from a fixed-order computation, so results do not depend
  * on the thread count. */
