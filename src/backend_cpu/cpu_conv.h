@@ -1,6 +1,6 @@
 /* Internal to the CPU convolution (cpu_conv.c, cpu_conv_backward.c, cpu_conv_narrow.c, cpu_conv_fused.c): the job
- * description, per-thread scratch, the row set-up both kernel families share, and the prepared plan (packed weights, scratch)
- * through which the fused ops (conv + max-pool, upsample + concat + conv) drive the same kernels. */
+ * description, per-thread scratch, the row set-up both kernel families share, and the prepared plan (packed weights,
+ * scratch) through which the fused ops (conv + max-pool, upsample + concat + conv) drive the same kernels. */
 #ifndef VXM_BACKEND_CPU_CONV_H
 #define VXM_BACKEND_CPU_CONV_H
 
