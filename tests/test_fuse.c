@@ -1,10 +1,16 @@
 /* The fused ops (backend.h conv_pool / conv_upcat) and the fusion pass (graph/fuse.h):
  *  (a) op level: on the CPU backend bitwise equal to the unfused op sequence (conv + maxpool; upsample + concat +
  *      conv) over 3-D and 2-D shapes, odd sizes, 1..48 channels, pool/upsampling 2x2x2 and 1x2x2, LeakyReLU on and
- *      off, and for 1 and 2 threads; on every OpenCL device within test_ops_agree.c's tolerance of the CPU;
+ *      off, and for 1 and 2 threads -- except conv_upcat with Cout a multiple of 16, which folds the upsampling
+ *      into the weights (cpu_conv_fused.c: fewer FLOPs, another summation order) and is held to test_ops_agree.c's
+ *      tolerance of the unfused ops instead (float32 rounding of sums of hundreds of terms: ~1e-6 relative, the
+ *      tolerance 1e-5 of the largest output), and bitwise again with VXM_CPU_FOLD=0; the same bits for 1 and 2
+ *      threads always; on every OpenCL device within that tolerance of the CPU;
  *  (b) graph level: a small hand-made graph with both patterns fuses (fewer nodes, one node of each fused op) and
- *      gives the same bits; the published model on the 64^3 crop pair gives bitwise identical warps through
- *      vxm_register with and without fusion (VXM_FUSE=0) on the CPU. */
+ *      gives the same bits; the published model on the 64^3 crop pair gives warps within 1e-4 voxel (the golden
+ *      tests' tolerance; bitwise before the folding) through vxm_register with and without fusion (VXM_FUSE=0) on
+ *      the CPU. */
+#include <math.h>
 #include <string.h>
 
 #include "graph/fuse.h"
@@ -180,10 +186,35 @@ static void op_level(vxm_context *ctx, const tb_list *l)
         for (int th = 1; th <= 2; th++) {
             vxm_context_set_threads(ctx, th);
             size_t n = run_case(l->be[0], c, upcat, (const float *const *)host, fused, ref);
-            snprintf(nm, sizeof nm, "%s [cpu, %d thread%s] bitwise equal to the unfused ops", name, th,
-                     th > 1 ? "s" : "");
-            tu_report(n > 0 && memcmp(fused, ref, n * sizeof(float)) == 0, nm, "max abs diff %.3g",
-                      n ? tu_max_abs_diff(fused, ref, n) : -1.0);
+            if (upcat && c->cout % 16 == 0) { /* folded (see the header) */
+                double refmax = 0;
+                for (size_t j = 0; j < n; j++)
+                    refmax = fabs(ref[j]) > refmax ? fabs(ref[j]) : refmax;
+                double nmse = n ? tu_nmse(fused, ref, n) : 1, mad = n ? tu_max_abs_diff(fused, ref, n) : 1;
+                double tol = 1e-5 * (1.0 + refmax);
+                snprintf(nm, sizeof nm, "%s [cpu, %d thread%s] folded, within rounding of the unfused ops", name, th,
+                         th > 1 ? "s" : "");
+                tu_report(n > 0 && nmse <= 1e-10 && mad <= tol, nm,
+                          "nmse %.3g (<= 1e-10), max abs diff %.3g (<= %.3g)", nmse, mad, tol);
+                if (th == 1)
+                    printf("  %s: folded vs unfused max abs diff %.3g of max |y| %.3g, nmse %.3g\n", name, mad,
+                           refmax, nmse);
+                /* VXM_CPU_FOLD=0: the loader path, bitwise the unfused ops */
+                float *unf = malloc(nout * sizeof(float));
+                setenv("VXM_CPU_FOLD", "0", 1);
+                size_t nu = run_case(l->be[0], c, upcat, (const float *const *)host, unf, ref);
+                unsetenv("VXM_CPU_FOLD");
+                snprintf(nm, sizeof nm, "%s [cpu, %d thread%s] VXM_CPU_FOLD=0 bitwise equal to the unfused ops", name,
+                         th, th > 1 ? "s" : "");
+                tu_report(nu == n && nu > 0 && memcmp(unf, ref, nu * sizeof(float)) == 0, nm, "max abs diff %.3g",
+                          nu ? tu_max_abs_diff(unf, ref, nu) : -1.0);
+                free(unf);
+            } else {
+                snprintf(nm, sizeof nm, "%s [cpu, %d thread%s] bitwise equal to the unfused ops", name, th,
+                         th > 1 ? "s" : "");
+                tu_report(n > 0 && memcmp(fused, ref, n * sizeof(float)) == 0, nm, "max abs diff %.3g",
+                          n ? tu_max_abs_diff(fused, ref, n) : -1.0);
+            }
             if (th == 1) {
                 memcpy(first, fused, n * sizeof(float));
                 n1 = n;
@@ -328,11 +359,13 @@ static void graph_model(vxm_context *ctx, vxm_backend *be)
         unsetenv("VXM_FUSE");
     }
     size_t nw = st ? 0 : vxm_volume_numel(warp[0]), nm = st ? 0 : vxm_volume_numel(moved[0]);
-    int same = !st && nw == vxm_volume_numel(warp[1]) && nm == vxm_volume_numel(moved[1]) &&
-               !memcmp(warp[0]->data, warp[1]->data, nw * sizeof(float)) &&
-               !memcmp(moved[0]->data, moved[1]->data, nm * sizeof(float));
-    tu_report(same, "fusion: published model on the crop pair, fused and unfused warps bitwise equal [cpu]", "%s",
-              st ? vxm_context_error(ctx) : "differ");
+    int same = !st && nw == vxm_volume_numel(warp[1]) && nm == vxm_volume_numel(moved[1]);
+    double dw = same ? tu_max_abs_diff(warp[0]->data, warp[1]->data, nw) : INFINITY;
+    double dm = same ? tu_max_abs_diff(moved[0]->data, moved[1]->data, nm) : INFINITY;
+    tu_report(same && dw <= 1e-4 && dm <= 1e-4,
+              "fusion: published model on the crop pair, fused and unfused warps within 1e-4 [cpu]",
+              "%s: warp max abs diff %.3g, moved %.3g", st ? vxm_context_error(ctx) : "differ", dw, dm);
+    printf("  published model at 64^3, fused vs unfused: warp max abs diff %.3g, moved %.3g\n", dw, dm);
     vxm_volume *vols[] = {moved[0], moved[1], warp[0], warp[1], mov, fix};
     for (size_t k = 0; k < sizeof vols / sizeof vols[0]; k++)
         vxm_volume_free(vols[k]);

@@ -149,6 +149,13 @@ static void uniform_block(const conv_job *J, conv_scratch *S, int ntap, int len,
             cpu_vstore(out + c, cpu_vload(dst + c));
 }
 
+int cpu_conv_in_passes(int cout)
+{
+    int ldw = (cout + CPU_VW - 1) / CPU_VW * CPU_VW;
+    int V = ldw / CPU_VW > CPU_VMAX ? CPU_VMAX : ldw / CPU_VW;
+    return cout == ldw && ldw % (V * CPU_VW) == 0;
+}
+
 /* The channel path: weights (k0,k1,k2,Cin,ldw).  Cout is covered by chunks of V vectors.
  *
  * When every chunk is V whole vectors (the U-Net's 16 and 32 channels), a row runs in passes of g taps: in a pass
@@ -169,8 +176,9 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
     for (int t = 0; t < ntap; t++)
         S->wp[t] = J->w + (size_t)S->tap[t] * slab;
     int V = J->ldw / CPU_VW > CPU_VMAX ? CPU_VMAX : J->ldw / CPU_VW;
-    if (cout == J->ldw && J->ldw % (V * CPU_VW) == 0) {
+    if (cpu_conv_in_passes(cout)) {
         int nchunk = J->ldw / (V * CPU_VW);
+        ptrdiff_t ys = J->ys[2]; /* output voxel stride: Cout, or more for a strided view (cpu_conv_fused.c) */
         /* Split the row into nb near-equal blocks of at most rmax[V] voxels. */
         int nb = (m2 + rmax[V] - 1) / rmax[V];
         int base = m2 / nb, extra = m2 % nb;
@@ -199,9 +207,10 @@ static void conv_row(const conv_job *J, int o0, int o1, conv_scratch *S, float *
                     S->xp[t] = S->xrow[t0 + t] + (size_t)o2 * (size_t)xs;
                 for (int c = 0; c < nchunk; c++) {
                     int co = c * V * CPU_VW;
-                    float *dst = yrow + (size_t)o2 * (size_t)cout + co;
-                    kernels[V][R](S->xp, S->wp + t0, co, nt, len, xs, J->ldw, t0 == 0 ? J->bias + co : dst,
-                                  t0 == 0 ? 0 : cout, dst, cout, leaky, J->alpha);
+                    float *dst = yrow + (size_t)o2 * (size_t)ys + co;
+                    int from_bias = t0 == 0 && !J->accumulate;
+                    kernels[V][R](S->xp, S->wp + t0, co, nt, len, xs, J->ldw, from_bias ? J->bias + co : dst,
+                                  from_bias ? 0 : ys, dst, ys, leaky, J->alpha);
                 }
                 o2 += R;
             }
@@ -275,6 +284,9 @@ vxm_status cpu_conv_plan_init(vxm_backend *be, const char *op, const int n[3], i
     J->alpha = p->alpha;
     const char *uni = getenv("VXM_CPU_UNIFORM"); /* "0": every block in full (tests/test_conv_uniform.c, bench) */
     J->uniform = !(uni && !strcmp(uni, "0"));
+    J->ys[2] = J->cout; /* dense output; a strided view is set by the caller (cpu_conv_fused.c) */
+    J->ys[1] = (ptrdiff_t)J->m[2] * J->cout;
+    J->ys[0] = (ptrdiff_t)J->m[1] * J->ys[1];
 
     int nt = cpu_threads(be);
     double flops = 2.0 * (double)nw * (double)J->m[0] * (double)J->m[1] * (double)J->m[2];
@@ -369,7 +381,6 @@ void cpu_conv_plan_run(const conv_plan *P)
     int nsplit = (4 * nt + nband - 1) / nband;
     nsplit = nsplit > J->m[0] ? J->m[0] : nsplit;
     int nitem = nband * nsplit;
-    size_t rowsize = (size_t)J->m[2] * (size_t)J->cout;
 #pragma omp parallel num_threads(nt)
     {
         conv_scratch S;
@@ -380,7 +391,7 @@ void cpu_conv_plan_run(const conv_plan *P)
             int o0_end = (int)((long)(part + 1) * J->m[0] / nsplit);
             for (int o0 = (int)((long)part * J->m[0] / nsplit); o0 < o0_end; o0++)
                 for (int o1 = bi * band; o1 < J->m[1] && o1 < (bi + 1) * band; o1++)
-                    cpu_conv_plan_row(P, o0, o1, &S, J->y + ((size_t)o0 * (size_t)J->m[1] + (size_t)o1) * rowsize);
+                    cpu_conv_plan_row(P, o0, o1, &S, J->y + (ptrdiff_t)o0 * J->ys[0] + (ptrdiff_t)o1 * J->ys[1]);
         }
     }
 }

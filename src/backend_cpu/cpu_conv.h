@@ -21,6 +21,11 @@ typedef struct conv_job {
     int leaky;
     float alpha;
     int uniform; /* conv_row's uniform-block shortcut (cpu_conv_block_uniform); VXM_CPU_UNIFORM=0 turns it off */
+    /* Output layout, in floats: y + o0*ys[0] + o1*ys[1] + o2*ys[2] (dense by default; cpu_conv_fused.c's folded
+     * conv_upcat writes each parity class of outputs through a view with strides doubled).  With `accumulate`, the
+     * sums start from y's values instead of the bias (the passes path only: cpu_conv_in_passes; no uniform blocks). */
+    ptrdiff_t ys[3];
+    int accumulate;
     /* Fused input (cpu_conv_fused.c): when set, input row (i0, i1) is not read from x but assembled by
      * load(J, i0, i1, first, count, dst) -- voxels [first, first + count) of the row, Cin floats each -- into the
      * same row buffers, so the arithmetic is that of a conv over the materialised input.  NULL: read x. */
@@ -52,6 +57,10 @@ int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy);
 /* Whether the R output voxels from o2 of the current output row read bitwise-uniform windows of every one of its
  * ntap filled row buffers (copy mode), so that they are bitwise equal (cpu_conv_rows.c; 0 when J->uniform is off). */
 int cpu_conv_block_uniform(const conv_job *J, const conv_scratch *S, int ntap, int o2, int R);
+
+/* Whether conv_row runs Cout in passes of whole register-block chunks (Cout a multiple of the vector width, and of
+ * the chunk): the path that honours ys[2] and `accumulate`. */
+int cpu_conv_in_passes(int cout);
 
 /* Narrow outputs (Cout <= 4, e.g. the 2- or 3-channel flow convolutions) with Cin a multiple of the vector width:
  * vectorized over input channels instead of output channels. */

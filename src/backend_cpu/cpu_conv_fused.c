@@ -11,6 +11,7 @@
  * conv_upcat: the conv's row buffers are filled from the two sources -- voxel t of input row (i0, i1) is
  * a[i0/f0, i1/f1, t/f2] (nearest upsampling, §2.4) followed by skip[i0, i1, t] (concatenation, §2.5) -- instead of
  * from a materialised concatenation; the kernels then run unchanged. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend_cpu/cpu_conv.h"
@@ -126,6 +127,132 @@ static void upcat_load(const conv_job *J, int i0, int i1, int first, int count, 
     }
 }
 
+/* ---- conv_upcat with the upsampling folded into the weights ---------------------------------------------------
+ *
+ * Along an axis upsampled by 2 (nearest, §2.4) and convolved with 3 taps and SAME padding 1, output voxel o = 2q + p
+ * reads the upsampled voxels o - 1, o, o + 1, i.e. coarse voxels q - 1, q, q (p = 0) or q, q, q + 1 (p = 1): two
+ * distinct coarse voxels, so for each parity class of outputs the a-part of the convolution is a 2-tap convolution
+ * over `a` itself with the weights of the taps that read the same coarse voxel summed (p = 0: {0}, {1, 2}, padding
+ * 1; p = 1: {0, 1}, {2}, padding 0 -- the coarse grid's zero padding is exactly the fine grid's).  In 3-D that is
+ * 8 taps instead of 27 for the upsampled half of the channels: the U-Net's full-resolution decoder conv does 35 %
+ * fewer FLOPs.  Per output element the sum is the bias, the skip channels' 27 taps, then the folded taps of the
+ * a channels, then LeakyReLU -- a different order and grouping than the unfused ops, so the result differs from them
+ * by float32 rounding (~1e-7 relative; tests/test_fuse.c bounds it), and is still the same for any thread count. */
+
+/* Taps of one folded axis (f = 2, k = 3, pad 1) or of an axis left as it is (f = 1). */
+typedef struct fold_axis {
+    int k, pad;        /* folded kernel extent and padding */
+    int first[3], n[3]; /* folded tap t sums the original taps first[t] .. first[t] + n[t] - 1 */
+} fold_axis;
+
+static fold_axis fold_axis_of(int f, int k, int pad, int parity)
+{
+    fold_axis A = {k, pad, {0, 1, 2}, {1, 1, 1}};
+    if (f == 2) {
+        A.k = 2;
+        A.pad = 1 - parity;
+        A.first[0] = 0;
+        A.n[0] = parity ? 2 : 1;
+        A.first[1] = parity ? 2 : 1;
+        A.n[1] = parity ? 1 : 2;
+    }
+    return A;
+}
+
+/* Whether conv_upcat can fold: stride 1, every axis either upsampled by 2 with 3 taps and padding 1 or not
+ * upsampled, at least one upsampled, and Cout on the passes path of conv_row (cpu_conv_in_passes).  VXM_CPU_FOLD=0
+ * turns folding off (the unfused order, bitwise; bench/openvino_bench.sh's dense-kernel row). */
+static int upcat_foldable(const int f[3], const vxm_conv_params *p, int cout)
+{
+    const char *e = getenv("VXM_CPU_FOLD");
+    if (e && !strcmp(e, "0"))
+        return 0;
+    int folded = 0;
+    for (int d = 0; d < 3; d++) {
+        if (p->stride[d] != 1 || (f[d] != 1 && f[d] != 2))
+            return 0;
+        if (f[d] == 2 && (p->ksize[d] != 3 || p->pad_lo[d] != 1))
+            return 0;
+        folded += f[d] == 2;
+    }
+    return folded > 0 && cpu_conv_in_passes(cout);
+}
+
+static vxm_status upcat_folded(vxm_backend *be, const vxm_tensor *a, const int f[3], const vxm_tensor *skip,
+                               const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, vxm_tensor *y)
+{
+    static const char op[] = "conv_upcat";
+    const int *k = p->ksize;
+    size_t ca = (size_t)a->channels, cs = (size_t)skip->channels, cout = (size_t)y->channels, cin = ca + cs;
+    size_t ktaps = (size_t)k[0] * (size_t)k[1] * (size_t)k[2];
+    if (w->n < ktaps * cin * cout)
+        return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: weights hold %zu floats, need %zu", op, w->n,
+                         ktaps * cin * cout);
+    /* the skip channels' weights (k0,k1,k2,Cs,Cout) and room for one parity class's folded a weights */
+    float *ws = cpu_alloc_floats(ktaps * cs * cout), *wa = cpu_alloc_floats(ktaps * ca * cout);
+    if (!ws || !wa) {
+        free(ws);
+        free(wa);
+        return cpu_nomem(be, ktaps * cin * cout * sizeof(float));
+    }
+    for (size_t t = 0; t < ktaps; t++)
+        memcpy(ws + t * cs * cout, w->data + (t * cin + ca) * cout, cs * cout * sizeof(float));
+    vxm_status st;
+    conv_plan P;
+    vxm_buffer wsb = {ws, ktaps * cs * cout};
+    vxm_conv_params ps = *p;
+    ps.leaky = 0; /* LeakyReLU after the a part */
+    if ((st = cpu_conv_plan_init(be, op, skip->shape, (int)cs, y->shape, (int)cout, &wsb, b, &ps,
+                                 (long)y->shape[0] * y->shape[1], 0, &P)))
+        goto done;
+    P.J.x = skip->buf->data;
+    P.J.y = y->buf->data;
+    cpu_conv_plan_run(&P);
+    ptrdiff_t dense[3] = {P.J.ys[0], P.J.ys[1], P.J.ys[2]};
+    cpu_conv_plan_free(&P);
+    for (int cls = 0; cls < f[0] * f[1] * f[2]; cls++) {
+        int par[3] = {cls / (f[1] * f[2]), cls / f[2] % f[1], cls % f[2]};
+        fold_axis A[3];
+        vxm_conv_params pa = *p;
+        for (int d = 0; d < 3; d++) {
+            A[d] = fold_axis_of(f[d], k[d], p->pad_lo[d], par[d]);
+            pa.ksize[d] = A[d].k;
+            pa.pad_lo[d] = A[d].pad;
+        }
+        size_t n = 0; /* folded weights, lexicographic over the folded taps; each a sum in a fixed order */
+        for (int t0 = 0; t0 < A[0].k; t0++)
+            for (int t1 = 0; t1 < A[1].k; t1++)
+                for (int t2 = 0; t2 < A[2].k; t2++, n += ca * cout)
+                    for (size_t e = 0; e < ca * cout; e++) {
+                        float sum = 0.0f;
+                        int any = 0;
+                        for (int u0 = A[0].first[t0]; u0 < A[0].first[t0] + A[0].n[t0]; u0++)
+                            for (int u1 = A[1].first[t1]; u1 < A[1].first[t1] + A[1].n[t1]; u1++)
+                                for (int u2 = A[2].first[t2]; u2 < A[2].first[t2] + A[2].n[t2]; u2++) {
+                                    float v = w->data[(((size_t)u0 * k[1] + u1) * k[2] + u2) * cin * cout + e];
+                                    sum = any ? sum + v : v;
+                                    any = 1;
+                                }
+                        wa[n + e] = sum;
+                    }
+        vxm_buffer wab = {wa, n};
+        if ((st = cpu_conv_plan_init(be, op, a->shape, (int)ca, a->shape, (int)cout, &wab, NULL, &pa,
+                                     (long)a->shape[0] * a->shape[1], 0, &P)))
+            goto done;
+        P.J.x = a->buf->data;
+        P.J.y = y->buf->data + par[0] * dense[0] + par[1] * dense[1] + par[2] * dense[2];
+        for (int d = 0; d < 3; d++)
+            P.J.ys[d] = dense[d] * f[d];
+        P.J.accumulate = 1;
+        cpu_conv_plan_run(&P);
+        cpu_conv_plan_free(&P);
+    }
+done:
+    free(ws);
+    free(wa);
+    return st;
+}
+
 vxm_status cpu_conv_upcat(vxm_backend *be, const vxm_tensor *a, const int f[3], const vxm_tensor *skip,
                           const vxm_buffer *w, const vxm_buffer *b, const vxm_conv_params *p, vxm_tensor *y)
 {
@@ -141,6 +268,8 @@ vxm_status cpu_conv_upcat(vxm_backend *be, const vxm_tensor *a, const int f[3], 
                              skip->shape[d]);
     if (y->buf == a->buf || y->buf == skip->buf)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: output must not alias an input", op);
+    if (p && w && upcat_foldable(f, p, y->channels))
+        return upcat_folded(be, a, f, skip, w, b, p, y);
     conv_plan P;
     if ((st = cpu_conv_plan_init(be, op, skip->shape, a->channels + skip->channels, y->shape, y->channels, w, b, p,
                                  (long)y->shape[0] * y->shape[1], 0, &P)))

@@ -70,7 +70,7 @@ int cpu_conv_rows(const conv_job *J, int o0, int o1, conv_scratch *S, int copy)
  * vector per layer away from the brain and the volume's borders (issue 12: exact, unlike a threshold). */
 int cpu_conv_block_uniform(const conv_job *J, const conv_scratch *S, int ntap, int o2, int R)
 {
-    if (!J->uniform || R < 2)
+    if (!J->uniform || J->accumulate || J->ys[2] != J->cout || R < 2)
         return 0;
     size_t cin = (size_t)J->cin;
     size_t first = (size_t)o2 * (size_t)J->s[2], last = (size_t)(o2 + R - 1) * (size_t)J->s[2] + (size_t)J->k[2] - 1;
