@@ -240,6 +240,10 @@ int main(int argc, char **argv)
         printf(" = %.0f%% of the device's measured FP32 FMA peak (%s)", 100 * big_f / big_t / 1e9 / o.peak,
                rate(r2, sizeof r2, o.peak));
     printf("\n");
+    if (!strncmp(o.device, "cpu", 3)) /* the rates above count the dense FLOPs of every layer */
+        printf("(FLOPs as dense layers; the CPU backend computes one voxel per uniform background block and folds "
+               "conv_upcat's upsampling into its weights, so a layer's rate can exceed the FMA peak: "
+               "VXM_CPU_UNIFORM=0 VXM_CPU_FOLD=0 time the dense kernels alone)\n");
     if (gw)
         printf("check: warp max |diff| vs golden %.2e\n", max_abs_diff(warp, gw->data, nw));
     if (gm)
