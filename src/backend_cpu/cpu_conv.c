@@ -94,7 +94,6 @@ static inline __attribute__((always_inline)) void conv_block(const int R, const 
             cpu_vstore(out + r * os + v * CPU_VW, acc[r][v]);
 }
 
-
 #define KDEF(R, V)                                                                                                  \
     static void conv_kernel_##R##_##V(const float *const *xp, const float *const *wp, ptrdiff_t wo, int ntap,    \
                                       int len, ptrdiff_t xs, ptrdiff_t ws, const float *init, ptrdiff_t is,       \
