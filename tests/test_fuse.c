@@ -159,6 +159,7 @@ static void op_level(vxm_context *ctx, const tb_list *l)
         {{1, 10, 14}, 8, 8, 3, {1, 2, 2}, 1}, /* narrow */
         {{1, 14, 18}, 16, 32, 2, {1, 2, 2}, 0},
         {{1, 22, 26}, 32, 16, 48, {1, 2, 2}, 1},
+        {{4, 6, 8}, 8, 4, 4, {2, 2, 2}, 1}, /* Cout 4: never folded (the narrow kernels on the baseline variant) */
         {{16, 16, 18}, 32, 16, 32, {2, 2, 2}, 1},
     };
     int ncases = (int)(sizeof cases / sizeof cases[0]);

@@ -160,8 +160,10 @@ static fold_axis fold_axis_of(int f, int k, int pad, int parity)
 }
 
 /* Whether conv_upcat can fold: stride 1, every axis either upsampled by 2 with 3 taps and padding 1 or not
- * upsampled, at least one upsampled, and Cout on the passes path of conv_row (cpu_conv_in_passes).  VXM_CPU_FOLD=0
- * turns folding off (the unfused order, bitwise; bench/openvino_bench.sh's dense-kernel row). */
+ * upsampled, at least one upsampled, and Cout a multiple of 16 -- on every variant the passes path of conv_row
+ * (cpu_conv_in_passes, never the narrow kernels, which have no strided accumulating output), so that every variant
+ * folds the same layers.  VXM_CPU_FOLD=0 turns folding off (the unfused order, bitwise; bench/openvino_bench.sh's
+ * dense-kernel row). */
 static int upcat_foldable(const int f[3], const vxm_conv_params *p, int cout)
 {
     const char *e = getenv("VXM_CPU_FOLD");
@@ -175,7 +177,7 @@ static int upcat_foldable(const int f[3], const vxm_conv_params *p, int cout)
             return 0;
         folded += f[d] == 2;
     }
-    return folded > 0 && cpu_conv_in_passes(cout);
+    return folded > 0 && cout % 16 == 0 && cpu_conv_in_passes(cout);
 }
 
 static vxm_status upcat_folded(vxm_backend *be, const vxm_tensor *a, const int f[3], const vxm_tensor *skip,
