@@ -81,7 +81,9 @@ typedef struct vxm_backend_ops {
     /* Channel concatenation [a, b] (same spatial shape). */
     vxm_status (*concat)(vxm_backend *be, const vxm_tensor *a, const vxm_tensor *b, vxm_tensor *y);
     /* Fused ops (inference graphs, graph/fuse.h): the same results as the op sequences they replace -- bitwise on
-     * the CPU backend -- without storing the intermediate full-resolution tensors.
+     * the CPU backend, except conv_upcat where it folds the upsampling into the weights (Cout a multiple of 16:
+     * fewer FLOPs, float rounding of the unfused result; cpu_conv_fused.c) -- without storing the intermediate
+     * full-resolution tensors.
      * conv_pool: y = maxpool_f(conv(x) + bias [LeakyReLU]) ('valid' pooling of the conv's ceil(x / stride) grid:
      * y->shape = floor(that / f), y->channels = Cout).  Same w, b, p as conv. */
     vxm_status (*conv_pool)(vxm_backend *be, const vxm_tensor *x, const vxm_buffer *w, const vxm_buffer *b,

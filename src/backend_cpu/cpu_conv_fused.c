@@ -1,7 +1,8 @@
 /* Fused convolutions of the U-Net (backend.h conv_pool / conv_upcat; graph/fuse.h), on cpu_conv.c's kernels through
  * its plan (cpu_conv.h), so that every output element is the same sum in the same order as the unfused op sequence
  * and the results are bitwise equal to it (cpu_conv.c: the order per element depends on the row and the tap loop
- * only).  Issue 12: a full-resolution tensor that feeds one consumer is never stored.
+ * only) -- except conv_upcat's folded path below, which does fewer FLOPs in another order.  Issue 12: a
+ * full-resolution tensor that feeds one consumer is never stored.
  *
  * conv_pool: a thread computes the f0 x f1 conv rows of one pooled row into its own scratch and max-reduces them in
  * cpu_maxpool's order (first value, then `v > o ? v : o` over the block in lexicographic order, §2.3), dropping
@@ -10,7 +11,8 @@
  *
  * conv_upcat: the conv's row buffers are filled from the two sources -- voxel t of input row (i0, i1) is
  * a[i0/f0, i1/f1, t/f2] (nearest upsampling, §2.4) followed by skip[i0, i1, t] (concatenation, §2.5) -- instead of
- * from a materialised concatenation; the kernels then run unchanged. */
+ * from a materialised concatenation; the kernels then run unchanged.  Where the upsampling is by 2 into 3-tap
+ * convolutions, the folded path (upcat_folded) is taken instead. */
 #include <stdlib.h>
 #include <string.h>
 
