@@ -162,7 +162,7 @@ static fold_axis fold_axis_of(int f, int k, int pad, int parity)
 }
 
 /* Whether conv_upcat can fold: stride 1, every axis either upsampled by 2 with 3 taps and padding 1 or not
- * upsampled, at least one upsampled, and Cout a multiple of 16 -- on every variant the passes path of conv_row
+ * upsampled (at most 3 taps), at least one upsampled, and Cout a multiple of 16 -- on every variant the passes path of conv_row
  * (cpu_conv_in_passes, never the narrow kernels, which have no strided accumulating output), so that every variant
  * folds the same layers.  VXM_CPU_FOLD=0 turns folding off (the unfused order, bitwise; bench/openvino_bench.sh's
  * dense-kernel row). */
@@ -173,7 +173,7 @@ static int upcat_foldable(const int f[3], const vxm_conv_params *p, int cout)
         return 0;
     int folded = 0;
     for (int d = 0; d < 3; d++) {
-        if (p->stride[d] != 1 || (f[d] != 1 && f[d] != 2))
+        if (p->stride[d] != 1 || (f[d] != 1 && f[d] != 2) || p->ksize[d] > 3) /* fold_axis holds 3 taps */
             return 0;
         if (f[d] == 2 && (p->ksize[d] != 3 || p->pad_lo[d] != 1))
             return 0;
