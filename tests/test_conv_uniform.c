@@ -7,13 +7,15 @@
  *   - -0.0 next to +0.0 (equal as floats, different bits: never merged);
  *   - a constant row with one voxel changed in its last bit (not uniform);
  *   - a constant NaN region (same bits: same results);
- * through conv (stride 1 and 2, Cout 16 / 32 / 48 in passes, Cout 5 padded), conv_pool and conv_upcat. */
+ * through conv (stride 1 and 2, Cout 16 / 32 / 48 in passes, Cout 5 padded), conv_pool and conv_upcat; and the
+ * same inputs (but NaN) on every OpenCL device within test_ops_agree.c's tolerance of the CPU's result. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "test_backends.h"
 #include "test_util.h"
 
 typedef enum { OP_CONV, OP_POOL, OP_UPCAT } op_kind;
@@ -119,6 +121,53 @@ done:
     return st;
 }
 
+/* The host data of case k: inputs, weights, bias and output room (free with case_free). */
+typedef struct case_data {
+    float *x, *a, *w, *bias, *y0, *y1;
+    size_t nout;
+} case_data;
+
+static int case_make(size_t k, case_data *D)
+{
+    const ucase *c = &cases[k];
+    const int *n = c->shape;
+    int cin_total = c->op == OP_UPCAT ? 2 * c->cin : c->cin;
+    size_t nx = (size_t)n[0] * n[1] * n[2] * c->cin, na = nx / 8, nw = 27 * (size_t)cin_total * c->cout;
+    D->nout = (size_t)c->cout;
+    for (int d = 0; d < 3; d++) {
+        int m = (n[d] + c->stride - 1) / c->stride;
+        D->nout *= (size_t)(c->op == OP_POOL ? m / 2 : m);
+    }
+    D->x = malloc(nx * sizeof *D->x);
+    D->a = malloc(na * sizeof *D->a);
+    D->w = malloc(nw * sizeof *D->w);
+    D->bias = malloc((size_t)c->cout * sizeof *D->bias);
+    D->y0 = calloc(D->nout, sizeof *D->y0);
+    D->y1 = calloc(D->nout, sizeof *D->y1);
+    if (!D->x || !D->a || !D->w || !D->bias || !D->y0 || !D->y1)
+        return -1;
+    unsigned long long s = 1234 + k;
+    fill_input(D->x, n, c->cin, c->nan, 77 + k);
+    const int an[3] = {n[0] / 2, n[1] / 2, n[2] / 2};
+    fill_input(D->a, an, c->cin, 0, 99 + k);
+    for (size_t i = 0; i < nw; i++)
+        D->w[i] = (float)tu_urand(&s, -0.3, 0.3);
+    for (int i = 0; i < c->cout; i++)
+        D->bias[i] = (float)tu_urand(&s, -0.1, 0.1);
+    D->bias[0] = -0.0f; /* -0 + 0 * w: the sign of a zero sum must come out as in the full computation */
+    return 0;
+}
+
+static void case_free(case_data *D)
+{
+    free(D->x);
+    free(D->a);
+    free(D->w);
+    free(D->bias);
+    free(D->y0);
+    free(D->y1);
+}
+
 static void variant(vxm_context *ctx, const char *isa)
 {
     char name[200];
@@ -132,48 +181,65 @@ static void variant(vxm_context *ctx, const char *isa)
     }
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         const ucase *c = &cases[k];
-        const int *n = c->shape;
-        int cin_total = c->op == OP_UPCAT ? 2 * c->cin : c->cin;
-        size_t nx = (size_t)n[0] * n[1] * n[2] * c->cin, na = nx / 8, nw = 27 * (size_t)cin_total * c->cout;
-        size_t nout = 1;
-        for (int d = 0; d < 3; d++) {
-            int m = (n[d] + c->stride - 1) / c->stride;
-            nout *= (size_t)(c->op == OP_POOL ? m / 2 : m);
-        }
-        nout *= (size_t)c->cout;
-        float *x = malloc(nx * sizeof *x), *a = malloc(na * sizeof *a), *w = malloc(nw * sizeof *w);
-        float *bias = malloc((size_t)c->cout * sizeof *bias), *y0 = calloc(nout, sizeof *y0);
-        float *y1 = calloc(nout, sizeof *y1);
-        unsigned long long s = 1234 + k;
-        fill_input(x, n, c->cin, c->nan, 77 + k);
-        const int an[3] = {n[0] / 2, n[1] / 2, n[2] / 2};
-        fill_input(a, an, c->cin, 0, 99 + k);
-        for (size_t i = 0; i < nw; i++)
-            w[i] = (float)tu_urand(&s, -0.3, 0.3);
-        for (int i = 0; i < c->cout; i++)
-            bias[i] = (float)tu_urand(&s, -0.1, 0.1);
-        bias[0] = -0.0f; /* -0 + 0 * w: the sign of a zero sum must come out as in the full computation */
-        vxm_status st = run_case(be, c, x, a, w, bias, 1, y1, nout);
-        if (!st)
-            st = run_case(be, c, x, a, w, bias, 0, y0, nout);
+        case_data D;
         snprintf(name, sizeof name, "%s: bitwise equal with and without the shortcut [%s]", c->name, isa);
+        if (case_make(k, &D)) {
+            tu_report(0, name, "out of memory");
+            case_free(&D);
+            continue;
+        }
+        vxm_status st = run_case(be, c, D.x, D.a, D.w, D.bias, 1, D.y1, D.nout);
+        if (!st)
+            st = run_case(be, c, D.x, D.a, D.w, D.bias, 0, D.y0, D.nout);
         if (st)
             tu_report(0, name, "%s", vxm_context_error(ctx));
         else {
             size_t bad = 0;
-            for (size_t i = 0; i < nout; i++)
-                bad += memcmp(&y0[i], &y1[i], sizeof(float)) != 0;
-            tu_report(bad == 0, name, "%zu of %zu outputs differ", bad, nout);
+            for (size_t i = 0; i < D.nout; i++)
+                bad += memcmp(&D.y0[i], &D.y1[i], sizeof(float)) != 0;
+            tu_report(bad == 0, name, "%zu of %zu outputs differ", bad, D.nout);
         }
         vxm_context_clear_error(ctx);
-        free(x);
-        free(a);
-        free(w);
-        free(bias);
-        free(y0);
-        free(y1);
+        case_free(&D);
     }
     vxm_backend_close(be);
+}
+
+/* The same inputs on every OpenCL device against the CPU backend with its shortcuts, within test_ops_agree.c's
+ * tolerance (the cases without NaN). */
+static void opencl_agreement(vxm_context *ctx)
+{
+    tb_list l;
+    tb_open_all(ctx, &l);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0] && l.n > 1; k++) {
+        const ucase *c = &cases[k];
+        case_data D;
+        if (c->nan || case_make(k, &D)) {
+            if (!c->nan)
+                case_free(&D);
+            continue;
+        }
+        vxm_status st = run_case(l.be[0], c, D.x, D.a, D.w, D.bias, 1, D.y1, D.nout);
+        double ymax = 0;
+        for (size_t i = 0; i < D.nout; i++)
+            ymax = fabs(D.y1[i]) > ymax ? fabs(D.y1[i]) : ymax;
+        for (int b = 1; b < l.n; b++) {
+            char name[200];
+            snprintf(name, sizeof name, "%s: [%s] agrees with the cpu", c->name, l.be[b]->spec);
+            vxm_status sd = st ? st : run_case(l.be[b], c, D.x, D.a, D.w, D.bias, 1, D.y0, D.nout);
+            if (sd) {
+                tu_report(0, name, "%s", vxm_context_error(ctx));
+                vxm_context_clear_error(ctx);
+                continue;
+            }
+            double nmse = tu_nmse(D.y0, D.y1, D.nout), mad = tu_max_abs_diff(D.y0, D.y1, D.nout);
+            double tol = 1e-5 * (1.0 + ymax);
+            tu_report(nmse <= 1e-10 && mad <= tol, name, "nmse %.3g (<= 1e-10), max abs diff %.3g (<= %.3g)", nmse,
+                      mad, tol);
+        }
+        case_free(&D);
+    }
+    tb_close_all(&l);
 }
 
 int main(void)
@@ -184,6 +250,7 @@ int main(void)
     for (int v = 0; v < 3; v++)
         variant(ctx, variants[v]);
     unsetenv("VXM_CPU_ISA");
+    opencl_agreement(ctx);
     vxm_context_free(ctx);
     return tu_exit_code();
 }
