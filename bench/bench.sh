@@ -44,8 +44,8 @@ printf '%s %s %s\n%s %s %s\n' "$P/pair1_moving.nii.gz" "$P/fixed.nii.gz" "$tmp/m
 rm -rf "$tmp"
 echo
 echo "== training step (forward + backward + Adam, batch 1, synthetic smooth volumes; median of $RUNS after a warm-up)"
-echo "| device | architecture | shape | loss | step | peak RSS |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| device | architecture | shape | loss | step | device memory (buffers, peak) | peak RSS |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 for d in $devices; do
     if ./vxm devices | grep "^$d " | grep -q rusticl; then continue; fi  # minutes per 3-D step there
     for shp in "64 64 64" "160 192 224"; do
@@ -72,9 +72,9 @@ if [ -n "$TORCH_PY" ]; then
         trow=$(THREADS=$THREADS "$TORCH_PY" bench/torch_train_step.py $shp) || { echo "| PyTorch | published | $shp | mse | failed | |"; continue; }
         echo "$trow"
         vrow=$(build/bench/train_bench --model "$MODEL" --shape $shp --device cpu --threads "$THREADS" --runs "$RUNS") || continue
-        # columns: | device | architecture | shape | loss | step | peak RSS |  ->  step "X s", RSS "Y MB"
+        # columns: | device | architecture | shape | loss | step | device memory | peak RSS |  ->  step "X s", RSS "Y MB"
         ratios="$ratios$(printf '%s\n%s\n' "$vrow" "$trow" | awk -F'|' '
-            { gsub(/ s *$/, "", $6); gsub(/ MB *$/, "", $7); step[NR] = $6 + 0; rss[NR] = $7 + 0; shape = $4; gsub(/^ +| +$/, "", shape) }
+            { gsub(/ s *$/, "", $6); gsub(/ MB *$/, "", $8); step[NR] = $6 + 0; rss[NR] = $8 + 0; shape = $4; gsub(/^ +| +$/, "", shape) }
             END { printf "%s: vxm CPU step / PyTorch step = %.3f s / %.3f s = %.2f;  RSS ratio = %.0f MB / %.0f MB = %.2f\n",
                          shape, step[1], step[2], step[1] / step[2], rss[1], rss[2], rss[1] / rss[2] }')
 "

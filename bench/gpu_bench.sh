@@ -197,7 +197,7 @@ fi
 VX_WHOLE="${CACHED_MED:-?} s / ${FIRST:-?} s"; [ -n "${FIRST0:-}" ] && VX_WHOLE="$VX_WHOLE (built-in tiles: $FIRST0 s)"
 VX_TRAIN="—"
 if [ -n "$TRAIN_ROW" ]; then
-    VX_TRAIN="$(echo "$TRAIN_ROW" | awk -F'|' '{gsub(/ s */, "", $6); printf "%.0f ms", $6 * 1000}')"
+    VX_TRAIN="$(echo "$TRAIN_ROW" | awk -F'|' '{gsub(/ s */, "", $6); printf "%.0f ms, %.1f GB (buffers)", $6 * 1000, ($7 + 0) / 1024}')"
     [ -s "$T/train_mem" ] && VX_TRAIN="$VX_TRAIN, $(awk '{printf "%.1f", $1 / 1024}' "$T/train_mem") GB (nvidia-smi)"
 fi
 if [ -n "$TP" ]; then

@@ -45,4 +45,4 @@ for _ in range(3):
     times.append(time.time() - t0)
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"| TensorFlow {tf.__version__} CPU, {threads} threads | published (half-res U-Net) | "
-      f"{'x'.join(map(str, shape))} | mse | {sorted(times)[1]:.3f} s | {rss:.0f} MB |")
+      f"{'x'.join(map(str, shape))} | mse | {sorted(times)[1]:.3f} s | | {rss:.0f} MB |")

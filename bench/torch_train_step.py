@@ -78,11 +78,12 @@ def main():
     if cuda:
         mem = torch.cuda.max_memory_allocated() / 2**20
         who = f"PyTorch {version} CUDA {'TF32' if args.tf32 else 'fp32'} ({torch.cuda.get_device_name()})"
-        mem_col = f"{mem:.0f} MB GPU"
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        mem_col = f"{mem:.0f} MB (max_memory_allocated) | {rss:.0f} MB"
     else:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         who = f"PyTorch {version} CPU, {threads} threads"
-        mem_col = f"{rss:.0f} MB"
+        mem_col = f"| {rss:.0f} MB"  # no device memory column on the CPU
     print(f"| {who} | published (half-res U-Net) | "
           f"{'x'.join(map(str, shape))} | mse | {sorted(times)[1]:.3f} s | {mem_col} |", flush=True)
 

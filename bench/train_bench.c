@@ -1,7 +1,8 @@
 /* Training-step benchmark: one step of train.py's loss (forward, backward, Adam) with the published architecture
  * (vxm_dense_brain_T1_3D_mse.h5: half-resolution U-Net) or train.py's default architecture (--new), at a given
- * shape, on one device.  Prints the median step time over --runs steps after one warm-up step, the backward
- * share, and the process's peak RSS.  Inputs are synthetic smooth volumes (the step cost does not depend on them).
+ * shape, on one device.  Prints the median step time over --runs steps after one warm-up step, the most device
+ * memory the backend's buffers held at once (weights, gradients, Adam moments, activations; what nvidia-smi would
+ * show less the driver's context and the buffer pool), and the process's peak RSS.  Inputs are synthetic smooth volumes (the step cost does not depend on them).
  *   train_bench [--model M.h5 | --new] --shape A B C [--device D] [--threads N] [--runs R] [--loss mse|ncc] */
 #include <math.h>
 #include <stdio.h>
@@ -100,9 +101,10 @@ int main(int argc, char **argv)
         qsort(times, (size_t)runs, sizeof times[0], cmp);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        printf("| %s | %s | %dx%dx%d | %s | %.3f s | %.0f MB |\n", vxm_backend_describe(be),
+        printf("| %s | %s | %dx%dx%d | %s | %.3f s | %.0f MB | %.0f MB |\n", vxm_backend_describe(be),
                fresh ? "train.py default (full-res U-Net)" : "published (half-res U-Net)", shape[0], shape[1],
-               shape[2], loss == VXM_LOSS_NCC ? "ncc" : "mse", times[runs / 2], ru.ru_maxrss / 1024.0);
+               shape[2], loss == VXM_LOSS_NCC ? "ncc" : "mse", times[runs / 2], be->mem_peak / 1048576.0,
+               ru.ru_maxrss / 1024.0);
     }
     vxm_trainer_free(t);
     free(mv);

@@ -64,6 +64,10 @@ typedef struct vxm_backend_ops {
     /* Buffers hold float32.  Sizes in floats. */
     vxm_status (*buffer_alloc)(vxm_backend *be, size_t nfloats, vxm_buffer **out);
     void (*buffer_free)(vxm_backend *be, vxm_buffer *buf);
+    /* A buffer aliasing floats [offset, offset + nfloats) of `parent` (the executor's memory plan, graph/plan.c);
+     * offset a multiple of be->view_align.  Freeing the view leaves the parent's storage alone; the parent must
+     * outlive its views.  Views do not count in mem_in_use (their parent does). */
+    vxm_status (*buffer_view)(vxm_backend *be, vxm_buffer *parent, size_t offset, size_t nfloats, vxm_buffer **out);
     vxm_status (*buffer_write)(vxm_backend *be, vxm_buffer *dst, const float *src, size_t nfloats);
     vxm_status (*buffer_read)(vxm_backend *be, const vxm_buffer *src, float *dst, size_t nfloats);
     vxm_status (*finish)(vxm_backend *be); /* wait for all queued work */
@@ -259,12 +263,34 @@ struct vxm_backend {
     /* Largest single buffer in bytes (OpenCL: CL_DEVICE_MAX_MEM_ALLOC_SIZE), 0 = no limit (CPU).  Inference graphs
      * split wider tensors into channel groups (graph/split.h); VXM_MAX_ALLOC_MB lowers it for tests. */
     unsigned long long max_alloc;
+    size_t view_align; /* buffer_view offsets are multiples of this many floats (OpenCL: CL_DEVICE_MEM_BASE_ADDR_ALIGN) */
     /* The weights of the last model registered on this device, uploaded once (graph/executor.c): reused by every
      * later registration with the same model (register --batch), freed with the backend. */
     struct vxm_weights *weights_cache;
     unsigned long long weights_cache_model; /* the model's serial (vxm_model.serial), 0 = none */
     const vxm_context *weights_cache_ctx;   /* and the context that numbered it */
+    /* Bytes of this backend's buffers in use -- allocated by buffer_alloc and not yet freed, plus OpenCL's scratch
+     * buffers -- and the most in use since the backend opened or vxm_backend_memory_reset: what a graph needs of
+     * the device, without what the buffer pools keep for reuse (issue 10's training memory; bench/train_bench). */
+    size_t mem_in_use, mem_peak;
 };
+
+/* Accounting of mem_in_use / mem_peak by the backends' buffer allocators. */
+static inline void vxm_backend_mem_add(vxm_backend *be, size_t bytes)
+{
+    be->mem_in_use += bytes;
+    if (be->mem_in_use > be->mem_peak)
+        be->mem_peak = be->mem_in_use;
+}
+static inline void vxm_backend_mem_sub(vxm_backend *be, size_t bytes)
+{
+    be->mem_in_use -= bytes < be->mem_in_use ? bytes : be->mem_in_use;
+}
+/* The peak restarts from what is in use now (e.g. after set-up, to measure one training step). */
+static inline void vxm_backend_memory_reset(vxm_backend *be)
+{
+    be->mem_peak = be->mem_in_use;
+}
 
 /* Constructors (each backend's own file). */
 vxm_status vxm_backend_cpu_create(vxm_context *ctx, vxm_backend **out);

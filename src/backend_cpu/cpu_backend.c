@@ -72,8 +72,9 @@ vxm_status cpu_check_same(vxm_backend *be, const vxm_tensor *a, const vxm_tensor
 static vxm_status cpu_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out)
 {
     *out = NULL;
-    vxm_buffer *b = cpu_pool_take(be->impl, nfloats);
+    vxm_buffer *b = cpu_pool_take(be->impl, nfloats, be->mem_in_use, be->mem_peak);
     if (b) {
+        vxm_backend_mem_add(be, b->n * sizeof(float));
         *out = b;
         return VXM_OK;
     }
@@ -86,14 +87,39 @@ static vxm_status cpu_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer *
         return cpu_nomem(be, nfloats * sizeof(float));
     }
     b->n = nfloats;
+    b->view = 0;
+    vxm_backend_mem_add(be, nfloats * sizeof(float));
+    *out = b;
+    return VXM_OK;
+}
+
+static vxm_status cpu_buffer_view(vxm_backend *be, vxm_buffer *parent, size_t offset, size_t nfloats,
+                                  vxm_buffer **out)
+{
+    *out = NULL;
+    if (!parent || offset > parent->n || nfloats > parent->n - offset || nfloats == 0)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "view of floats %zu..%zu of a buffer of %zu", offset,
+                         offset + nfloats, parent ? parent->n : 0);
+    vxm_buffer *b = malloc(sizeof *b);
+    if (!b)
+        return cpu_nomem(be, sizeof *b);
+    b->data = parent->data + offset;
+    b->n = nfloats;
+    b->view = 1;
     *out = b;
     return VXM_OK;
 }
 
 static void cpu_buffer_free(vxm_backend *be, vxm_buffer *buf)
 {
-    if (buf)
+    if (buf && buf->view) {
+        free(buf);
+        return;
+    }
+    if (buf) {
+        vxm_backend_mem_sub(be, buf->n * sizeof(float));
         cpu_pool_give(be->impl, buf);
+    }
 }
 
 static vxm_status cpu_buffer_write(vxm_backend *be, vxm_buffer *dst, const float *src, size_t nfloats)
@@ -325,6 +351,7 @@ static const vxm_backend_ops cpu_ops = {
     .destroy = cpu_destroy,
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_free = cpu_buffer_free,
+    .buffer_view = cpu_buffer_view,
     .buffer_write = cpu_buffer_write,
     .buffer_read = cpu_buffer_read,
     .finish = cpu_finish,
@@ -391,6 +418,7 @@ vxm_status CPU_ISA_NAME(cpu_backend_create)(vxm_context *ctx, vxm_backend **out)
     be->ctx = ctx;
     be->impl = cpu_pool_create(); /* NULL (out of memory) only disables the pool */
     be->is_gpu = 0;
+    be->view_align = 16; /* a cache line: every view starts where a fresh aligned buffer would */
     snprintf(be->spec, sizeof be->spec, "cpu");
     int nt = vxm_context_effective_threads(ctx);
     snprintf(be->desc, sizeof be->desc, "cpu (%d thread%s, plain C + OpenMP, %s kernels)", nt, nt == 1 ? "" : "s",

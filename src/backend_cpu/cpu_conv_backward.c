@@ -91,8 +91,8 @@ vxm_status cpu_conv_backward_data(vxm_backend *be, const vxm_tensor *dy, const v
         return vxm_error(be->ctx, VXM_ESHAPE, be->spec, "%s: weights hold %zu floats, kernel needs %zu", op,
                          w ? w->n : (size_t)0, nw);
     int unit = s[0] == 1 && s[1] == 1 && s[2] == 1;
-    vxm_buffer wsub = {cpu_alloc_floats(nw), nw};
-    vxm_buffer tbuf = {NULL, unit ? 0 : (size_t)dy->shape[0] * dy->shape[1] * dy->shape[2] * (size_t)cin};
+    vxm_buffer wsub = {cpu_alloc_floats(nw), nw, 0};
+    vxm_buffer tbuf = {NULL, unit ? 0 : (size_t)dy->shape[0] * dy->shape[1] * dy->shape[2] * (size_t)cin, 0};
     if (!unit)
         tbuf.data = cpu_alloc_floats(tbuf.n);
     if (!wsub.data || (!unit && !tbuf.data)) {

@@ -203,7 +203,7 @@ static vxm_status upcat_folded(vxm_backend *be, const vxm_tensor *a, const int f
         memcpy(ws + t * cs * cout, w->data + (t * cin + ca) * cout, cs * cout * sizeof(float));
     vxm_status st;
     conv_plan P;
-    vxm_buffer wsb = {ws, ktaps * cs * cout};
+    vxm_buffer wsb = {ws, ktaps * cs * cout, 0};
     vxm_conv_params ps = *p;
     ps.leaky = 0; /* LeakyReLU after the a part */
     if ((st = cpu_conv_plan_init(be, op, skip->shape, (int)cs, y->shape, (int)cout, &wsb, b, &ps,
@@ -239,7 +239,7 @@ static vxm_status upcat_folded(vxm_backend *be, const vxm_tensor *a, const int f
                                 }
                         wa[n + e] = sum;
                     }
-        vxm_buffer wab = {wa, n};
+        vxm_buffer wab = {wa, n, 0};
         if ((st = cpu_conv_plan_init(be, op, a->shape, (int)ca, a->shape, (int)cout, &wab, NULL, &pa,
                                      (long)a->shape[0] * a->shape[1], 0, &P)))
             goto done;

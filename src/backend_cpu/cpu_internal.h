@@ -14,7 +14,8 @@
 /* A CPU buffer is host memory, 64-byte aligned. */
 struct vxm_buffer {
     float *data;
-    size_t n; /* floats */
+    size_t n;  /* floats */
+    int view;  /* aliases another buffer's storage (buffer_view): freeing it frees only this struct */
 };
 
 static inline int cpu_threads(const vxm_backend *be)
@@ -26,8 +27,9 @@ static inline int cpu_threads(const vxm_backend *be)
 typedef struct cpu_pool cpu_pool;
 cpu_pool *cpu_pool_create(void);
 void cpu_pool_destroy(cpu_pool *p);
-/* A pooled buffer holding at least nfloats (wasting at most 1/16 of it); a miss releases pooled buffers, or NULL. */
-vxm_buffer *cpu_pool_take(cpu_pool *p, size_t nfloats);
+/* A pooled buffer holding at least nfloats (wasting at most 1/16 of it), or NULL: then the oldest pooled buffers are
+ * released until pooled + in_use + the request fit in max(peak, in_use + request) (be->mem_in_use, be->mem_peak). */
+vxm_buffer *cpu_pool_take(cpu_pool *p, size_t nfloats, size_t in_use, size_t peak);
 /* Keeps b for reuse (or frees it: small, over the cap). */
 void cpu_pool_give(cpu_pool *p, vxm_buffer *b);
 

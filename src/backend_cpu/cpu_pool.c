@@ -2,9 +2,10 @@
  * large tensors again and again; returning them to the C library unmaps them (glibc serves large requests with
  * mmap), so each new one page-faults its way into memory -- measured 0.8 s of a 3.0 s full-size training step.  The
  * pool keeps freed buffers of at least CPU_POOL_MIN bytes, up to CPU_POOL_MAX of them and a byte cap, and hands one
- * back for a request it can hold wasting at most 1/16 of it; a miss first releases as many pooled bytes as it will
- * allocate, so the pool does not raise peak memory.  Contents are not cleared (no op reads an output before writing
- * it). */
+ * back for a request it can hold wasting at most 1/16 of it.  A miss releases the oldest pooled buffers only as far
+ * as needed to keep pooled plus live bytes within the most the backend's buffers have ever had live (its
+ * mem_peak): the pool never raises peak memory, and a repeated schedule (every training step) finds its buffers
+ * again instead of churning them.  Contents are not cleared (no op reads an output before writing it). */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -55,7 +56,7 @@ static void evict_oldest(cpu_pool *p)
     p->n--;
 }
 
-vxm_buffer *cpu_pool_take(cpu_pool *p, size_t nfloats)
+vxm_buffer *cpu_pool_take(cpu_pool *p, size_t nfloats, size_t in_use, size_t peak)
 {
     if (!p || nfloats * sizeof(float) < CPU_POOL_MIN)
         return NULL;
@@ -66,13 +67,10 @@ vxm_buffer *cpu_pool_take(cpu_pool *p, size_t nfloats)
             best = i;
     }
     if (best < 0) {
-        /* a miss: give back as much as the caller is about to allocate, so that pooled plus live memory never
-         * exceeds what the same sequence of allocations would peak at without the pool */
-        size_t freed = 0;
-        while (p->n > 0 && freed < nfloats * sizeof(float)) {
-            freed += p->item[0]->n * sizeof(float);
+        /* a miss: room for the new buffer within the larger of the peak so far and what is live with it */
+        size_t need = in_use + nfloats * sizeof(float), cap = need > peak ? need : peak;
+        while (p->n > 0 && need + p->bytes > cap)
             evict_oldest(p);
-        }
         return NULL;
     }
     vxm_buffer *b = p->item[best];

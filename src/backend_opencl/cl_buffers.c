@@ -21,8 +21,10 @@ vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out
     vxm_buffer *b = malloc(sizeof *b);
     if (!b)
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of host memory");
-    if (vxm_cl_pool_take(cl, nfloats, b)) {
+    b->view = 0;
+    if (vxm_cl_pool_take(be, nfloats, b)) {
         cl->live_buffers++;
+        vxm_backend_mem_add(be, b->nfloats * sizeof(float));
         *out = b;
         return VXM_OK;
     }
@@ -40,6 +42,31 @@ vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out
     }
     b->nfloats = nfloats;
     cl->live_buffers++;
+    vxm_backend_mem_add(be, nfloats * sizeof(float));
+    *out = b;
+    return VXM_OK;
+}
+
+vxm_status vxm_cl_buffer_view(vxm_backend *be, vxm_buffer *parent, size_t offset, size_t nfloats, vxm_buffer **out)
+{
+    *out = NULL;
+    if (!parent || offset > parent->nfloats || nfloats > parent->nfloats - offset || nfloats == 0 ||
+        offset % be->view_align)
+        return vxm_error(be->ctx, VXM_EINVAL, be->spec, "view of floats %zu..%zu of a buffer of %zu", offset,
+                         offset + nfloats, parent ? parent->nfloats : 0);
+    vxm_buffer *b = malloc(sizeof *b);
+    if (!b)
+        return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of host memory");
+    cl_buffer_region region = {offset * sizeof(float), nfloats * sizeof(float)};
+    cl_int err;
+    b->mem = clCreateSubBuffer(parent->mem, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+    if (!b->mem) {
+        free(b);
+        return vxm_cl_fail(be, err, 0, "clCreateSubBuffer");
+    }
+    b->nfloats = nfloats;
+    b->view = 1;
+    vxm_cl_of(be)->live_buffers++;
     *out = b;
     return VXM_OK;
 }
@@ -48,9 +75,16 @@ void vxm_cl_buffer_free(vxm_backend *be, vxm_buffer *buf)
 {
     if (!buf)
         return;
+    if (buf->view) { /* the parent keeps the storage; in-order queue: pending users keep the sub-buffer alive */
+        vxm_cl_of(be)->live_buffers--;
+        clReleaseMemObject(buf->mem);
+        free(buf);
+        return;
+    }
     /* Pooled or released now.  Either is safe with commands still queued: the queue is in order, so a later user
      * of a pooled buffer runs after them, and OpenCL keeps released storage until they complete. */
     vxm_cl_of(be)->live_buffers--;
+    vxm_backend_mem_sub(be, buf->nfloats * sizeof(float));
     if (buf->mem && !vxm_cl_pool_give(vxm_cl_of(be), buf))
         clReleaseMemObject(buf->mem);
     free(buf);
@@ -102,6 +136,7 @@ vxm_status vxm_cl_scratch(vxm_backend *be, int slot, size_t nfloats, cl_mem *out
                          (unsigned long long)nfloats * 4ull, (unsigned long long)cl->max_alloc);
     if (cl->scratch[slot]) {
         clReleaseMemObject(cl->scratch[slot]); /* in-order queue: pending users keep it alive until done */
+        vxm_backend_mem_sub(be, cl->scratch_floats[slot] * sizeof(float));
         cl->scratch[slot] = NULL;
         cl->scratch_floats[slot] = 0;
     }
@@ -111,6 +146,7 @@ vxm_status vxm_cl_scratch(vxm_backend *be, int slot, size_t nfloats, cl_mem *out
         return vxm_cl_fail(be, err, 1, "clCreateBuffer(scratch)");
     cl->scratch[slot] = m;
     cl->scratch_floats[slot] = nfloats;
+    vxm_backend_mem_add(be, nfloats * sizeof(float));
     *out = m;
     return VXM_OK;
 }

@@ -82,7 +82,7 @@ vxm_status vxm_cl_conv_backward_data(vxm_backend *be, const vxm_tensor *dy, cons
                          w->nfloats, ktaps, cin, cout);
 
     /* Flipped, transposed kernel (k0,k1,k2,Cout,Cin). */
-    vxm_buffer wf = {NULL, nw};
+    vxm_buffer wf = {NULL, nw, 0};
     if ((st = vxm_cl_scratch(be, VXM_SCRATCH_CONV_BWD_W, nw, &wf.mem)))
         return st;
     vxm_cl_args a;
@@ -98,7 +98,7 @@ vxm_status vxm_cl_conv_backward_data(vxm_backend *be, const vxm_tensor *dy, cons
 
     /* The stride-1 input: dy itself, or dy dilated onto dx's grid.  (Stride 2 thus multiplies by zeros on 7/8 of
      * a 3-D grid; a per-parity decomposition would avoid that if strided layers ever dominate.) */
-    vxm_buffer dd = {dy->buf->mem, vxm_tensor_numel(dy)};
+    vxm_buffer dd = {dy->buf->mem, vxm_tensor_numel(dy), 0};
     vxm_tensor src = *dy;
     src.buf = &dd;
     if (p->stride[0] > 1 || p->stride[1] > 1 || p->stride[2] > 1) {

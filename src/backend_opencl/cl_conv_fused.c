@@ -74,7 +74,7 @@ static vxm_status pool_slabs(vxm_backend *be, vxm_cl_conv_plan *P, const vxm_ten
         return st;
     for (int s = 0; s < q[0]; s += g) {
         int gs = q[0] - s < g ? q[0] - s : g;
-        vxm_buffer cb = {slab, (size_t)gs * (size_t)f[0] * plane}, pb = {spool, (size_t)gs * pooled};
+        vxm_buffer cb = {slab, (size_t)gs * (size_t)f[0] * plane, 0}, pb = {spool, (size_t)gs * pooled, 0};
         vxm_tensor ct = {{gs * f[0], m[1], m[2]}, P->cout, &cb}, pt = {{gs, q[1], q[2]}, P->cout, &pb};
         vxm_conv_params ps = *p;
         ps.pad_lo[0] = p->pad_lo[0] - s * f[0] * p->stride[0]; /* the slab's first conv plane */

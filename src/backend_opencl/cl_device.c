@@ -298,6 +298,7 @@ static const vxm_backend_ops cl_ops = {
     .destroy = cl_destroy,
     .buffer_alloc = vxm_cl_buffer_alloc,
     .buffer_free = vxm_cl_buffer_free,
+    .buffer_view = vxm_cl_buffer_view,
     .buffer_write = vxm_cl_buffer_write,
     .buffer_read = vxm_cl_buffer_read,
     .finish = vxm_cl_finish,
@@ -541,6 +542,9 @@ vxm_status vxm_backend_opencl_create(vxm_context *ctx, int platform, int device,
     be->is_gpu = (type & CL_DEVICE_TYPE_GPU) != 0;
     clGetDeviceInfo(cl->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof cl->max_alloc, &cl->max_alloc, NULL);
     be->max_alloc = cl->max_alloc; /* graph/split.c keeps every tensor below it */
+    cl_uint align_bits = 0; /* sub-buffer origins must be multiples of it (CL_MISALIGNED_SUB_BUFFER_OFFSET) */
+    clGetDeviceInfo(cl->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits, &align_bits, NULL);
+    be->view_align = align_bits / 32 > 16 ? align_bits / 32 : 16;
     clGetDeviceInfo(cl->device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof cl->global_mem, &cl->global_mem, NULL);
     clGetDeviceInfo(cl->device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cl->compute_units, &cl->compute_units, NULL);
     if (clGetDeviceInfo(cl->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof cl->max_wg, &cl->max_wg, NULL) !=

@@ -27,6 +27,7 @@
 struct vxm_buffer {
     cl_mem mem;
     size_t nfloats;
+    int view; /* a sub-buffer of another buffer (buffer_view): released on free, never pooled */
 };
 
 /* Kernel table; names in cl_device.c (vxm_cl_kernel_names), same order. */
@@ -288,13 +289,16 @@ static inline vxm_status vxm_cl_shape_error(vxm_backend *be, const char *op, con
  * faults on first touch).  VXM_OPENCL_POOL_MB sets the limit (0: no pool). */
 void vxm_cl_pool_init(vxm_backend *be);
 void vxm_cl_fault_init(vxm_cl *cl); /* reads VXM_OPENCL_FAULT (cl_buffers.c) */
-int vxm_cl_pool_take(vxm_cl *cl, size_t nfloats, vxm_buffer *b); /* 1 when b got a pooled buffer */
+/* 1 when b got a pooled buffer; on a miss the oldest pooled buffers are released until pooled + in use + the request
+ * fit in the larger of be->mem_peak and in use + the request (the pool never raises the device's peak). */
+int vxm_cl_pool_take(vxm_backend *be, size_t nfloats, vxm_buffer *b);
 int vxm_cl_pool_give(vxm_cl *cl, vxm_buffer *b);                 /* 1 when the pool kept b->mem */
 void vxm_cl_pool_flush(vxm_cl *cl);
 
 /* Ops implemented in cl_buffers.c, cl_conv.c and cl_ops.c. */
 vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out);
 void vxm_cl_buffer_free(vxm_backend *be, vxm_buffer *buf);
+vxm_status vxm_cl_buffer_view(vxm_backend *be, vxm_buffer *parent, size_t offset, size_t nfloats, vxm_buffer **out);
 vxm_status vxm_cl_buffer_write(vxm_backend *be, vxm_buffer *dst, const float *src, size_t nfloats);
 vxm_status vxm_cl_buffer_read(vxm_backend *be, const vxm_buffer *src, float *dst, size_t nfloats);
 vxm_status vxm_cl_finish(vxm_backend *be);

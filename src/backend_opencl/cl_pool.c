@@ -1,6 +1,8 @@
 /* Pool of released device buffers (cl_internal.h): the executor allocates a tensor per node and releases it after
  * its last consumer, so each training step or registered pair repeats the same allocation sizes; reusing the
- * previous run's buffers saves the driver's allocation and first-touch cost every step. */
+ * previous run's buffers saves the driver's allocation and first-touch cost every step.  A miss trims the pool so
+ * that pooled plus used device memory stays within the most the buffers ever had in use (be->mem_peak): what
+ * nvidia-smi shows is the graph's need, not the graph's need plus a pool of every size it ever used. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,8 +39,9 @@ static void drop_entry(vxm_cl *cl, int i)
     cl->npool--;
 }
 
-int vxm_cl_pool_take(vxm_cl *cl, size_t nfloats, vxm_buffer *b)
+int vxm_cl_pool_take(vxm_backend *be, size_t nfloats, vxm_buffer *b)
 {
+    vxm_cl *cl = vxm_cl_of(be);
     int best = -1;
     for (int i = 0; i < cl->npool; i++) {
         size_t n = cl->pool[i].nfloats;
@@ -49,8 +52,12 @@ int vxm_cl_pool_take(vxm_cl *cl, size_t nfloats, vxm_buffer *b)
         if (n == nfloats)
             break;
     }
-    if (best < 0)
+    if (best < 0) {
+        size_t need = be->mem_in_use + nfloats * sizeof(float), cap = need > be->mem_peak ? need : be->mem_peak;
+        while (cl->npool > 0 && need + cl->pool_bytes > cap)
+            drop_entry(cl, 0); /* oldest first */
         return 0;
+    }
     b->mem = cl->pool[best].mem;
     b->nfloats = cl->pool[best].nfloats;
     cl->pool_bytes -= b->nfloats * sizeof(float);

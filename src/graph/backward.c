@@ -236,5 +236,6 @@ vxm_status vxm_graph_build_backward(vxm_context *ctx, vxm_graph *g)
                 g->nodes[b.grad[i]].flags |= VXM_NODE_OUTPUT;
         }
     free(b.grad);
-    return b.st;
+    /* the memory plan of the pass: cheap forward tensors are recomputed late rather than kept (graph/remat.c) */
+    return b.st ? b.st : vxm_graph_rematerialise(ctx, g);
 }

@@ -11,6 +11,7 @@
 #include "core/context.h"
 #include "core/rng.h"
 #include "graph/graph.h"
+#include "graph/plan.h"
 
 struct vxm_exec {
     vxm_backend *be;
@@ -25,6 +26,12 @@ struct vxm_exec {
     vxm_tensor *t;   /* one output tensor per node */
     int *last_use;   /* index of the last consumer, or g->n for outputs and parameters */
     double *seconds; /* per-node wall time when profiling (NULL otherwise) */
+    vxm_plan *plan;  /* memory plan of repeated runs (graph/plan.h), or NULL */
+    char *viewed;    /* per node: its buffer is a view of the plan's arena (the plan owns it) */
+    int cur;         /* the step running (releases happen at it); g->n at the end */
+    int next;        /* the step expected next: a plan is recorded only from a run of every node in order */
+    int in_order, failed;
+    int release_io; /* vxm_exec_release_io */
 };
 
 static double now_seconds(void)
@@ -48,10 +55,26 @@ double vxm_exec_node_seconds(const vxm_exec *ex, int i)
     return ex->seconds ? ex->seconds[i] : 0.0;
 }
 
-static int is_kept(const vxm_graph *g, int i)
+/* Tensors kept to the end of the run: outputs (losses, parameter gradients), parameters, and the moved image and
+ * warp unless the caller reads only the former (vxm_exec_release_io). */
+static int is_kept(const vxm_exec *ex, int i)
 {
-    return i == g->out_moved || i == g->out_warp || (g->nodes[i].flags & VXM_NODE_OUTPUT) ||
+    const vxm_graph *g = ex->g;
+    return (!ex->release_io && (i == g->out_moved || i == g->out_warp)) || (g->nodes[i].flags & VXM_NODE_OUTPUT) ||
            g->nodes[i].op == VXM_OP_PARAM;
+}
+
+static void compute_last_use(vxm_exec *ex)
+{
+    const vxm_graph *g = ex->g;
+    for (int i = 0; i < g->n; i++) {
+        ex->last_use[i] = is_kept(ex, i) ? g->n : i;
+        for (int k = 0; k < g->nodes[i].n_in; k++) {
+            int src = g->nodes[i].in[k];
+            if (ex->last_use[src] < i)
+                ex->last_use[src] = i;
+        }
+    }
 }
 
 /* Nodes whose buffers belong to someone else: parameters (vxm_weights) and bound device inputs. */
@@ -62,12 +85,15 @@ static int is_borrowed(const vxm_exec *ex, int i)
                                      n->p.input.index < VXM_EXEC_MAX_INPUTS && ex->dev_inputs[n->p.input.index]);
 }
 
-/* Node i's tensor is no longer needed: released, or only forgotten when borrowed (parameters stay bound). */
+/* Node i's tensor is no longer needed: released, or only forgotten when borrowed (parameters stay bound) or a
+ * view of the memory plan's arena. */
 static void drop(vxm_exec *ex, int i)
 {
     if (ex->g->nodes[i].op == VXM_OP_PARAM)
         return;
-    if (is_borrowed(ex, i))
+    if (ex->plan && ex->t[i].buf && !is_borrowed(ex, i) && !ex->failed) /* a failed run's clean-up is no deviation */
+        vxm_plan_release(ex->plan, i, ex->cur);
+    if (is_borrowed(ex, i) || (ex->viewed && ex->viewed[i]))
         ex->t[i].buf = NULL;
     else
         vxm_tensor_release(ex->be, &ex->t[i]);
@@ -133,20 +159,14 @@ vxm_status vxm_exec_begin_with(vxm_backend *be, const vxm_graph *g, const vxm_we
     ex->ninputs = ninputs;
     ex->deterministic = deterministic;
     ex->rng = seed;
+    ex->in_order = 1;
     ex->t = calloc((size_t)g->n, sizeof *ex->t);
     ex->last_use = calloc((size_t)g->n, sizeof *ex->last_use);
     if (!ex->t || !ex->last_use) {
         vxm_exec_end(ex);
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of memory");
     }
-    for (int i = 0; i < g->n; i++) {
-        ex->last_use[i] = is_kept(g, i) ? g->n : i;
-        for (int k = 0; k < g->nodes[i].n_in; k++) {
-            int src = g->nodes[i].in[k];
-            if (ex->last_use[src] < i)
-                ex->last_use[src] = i;
-        }
-    }
+    compute_last_use(ex);
     vxm_status st = VXM_OK;
     if (!weights) {
         st = vxm_weights_upload(be, g, &ex->own_weights);
@@ -191,6 +211,35 @@ vxm_status vxm_exec_bind_input(vxm_exec *ex, int index, const vxm_tensor *dev)
     }
     ex->dev_inputs[index] = dev;
     return VXM_OK;
+}
+
+vxm_status vxm_exec_release_io(vxm_exec *ex)
+{
+    if (ex->next > 0 || ex->plan)
+        return vxm_error(ex->be->ctx, VXM_EINVAL, ex->be->spec, "outputs released after the run started");
+    ex->release_io = 1;
+    compute_last_use(ex);
+    return VXM_OK;
+}
+
+vxm_status vxm_exec_set_plan(vxm_exec *ex, vxm_plan *plan)
+{
+    const vxm_graph *g = ex->g;
+    if (ex->next > 0)
+        return vxm_error(ex->be->ctx, VXM_EINVAL, ex->be->spec, "memory plan set after the run started");
+    char *borrowed = malloc((size_t)(g->n ? g->n : 1));
+    ex->viewed = calloc((size_t)(g->n ? g->n : 1), 1);
+    if (!borrowed || !ex->viewed) {
+        free(borrowed);
+        return vxm_error(ex->be->ctx, VXM_ENOMEM, ex->be->spec, "out of memory");
+    }
+    for (int i = 0; i < g->n; i++)
+        borrowed[i] = (char)is_borrowed(ex, i);
+    vxm_status st = vxm_plan_begin(plan, ex->be, g, ex->deterministic | ex->release_io << 1, borrowed);
+    free(borrowed);
+    if (!st)
+        ex->plan = plan;
+    return st;
 }
 
 vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *moving, const float *fixed,
@@ -318,7 +367,7 @@ static int inplace_source(const vxm_exec *ex, int i)
     }
     for (int k = 0; k < 2; k++) {
         int s = cand[k];
-        if (s < 0 || ex->last_use[s] != i || is_kept(ex->g, s) || !ex->t[s].buf ||
+        if (s < 0 || ex->last_use[s] != i || is_kept(ex, s) || !ex->t[s].buf ||
             vxm_node_numel(&ex->g->nodes[s]) != vxm_node_numel(n) || ex->g->nodes[s].op == VXM_OP_INPUT)
             continue;
         if (n->op == VXM_OP_ADD && n->in[0] == n->in[1])
@@ -331,6 +380,9 @@ static int inplace_source(const vxm_exec *ex, int i)
 vxm_status vxm_exec_step(vxm_exec *ex, int i)
 {
     const vxm_node *n = &ex->g->nodes[i];
+    ex->in_order &= i == ex->next;
+    ex->next = i + 1;
+    ex->cur = i;
     if (n->op == VXM_OP_PARAM)
         return VXM_OK;
     if (n->op == VXM_OP_NOISE && ex->deterministic)
@@ -342,10 +394,25 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
         memcpy(ex->t[i].shape, n->shape, sizeof n->shape);
         ex->t[i].channels = n->channels;
         ex->t[i].buf = ex->t[src].buf;
+        if (ex->plan) {
+            vxm_plan_record_alias(ex->plan, i, src);
+            ex->viewed[i] = ex->viewed[src];
+            ex->viewed[src] = 0;
+        }
     } else if (is_borrowed(ex, i)) { /* a bound device input: used as it is, no copy */
         ex->t[i] = *ex->dev_inputs[n->p.input.index];
     } else {
-        st = vxm_tensor_alloc(ex->be, n->shape, n->channels, &ex->t[i]);
+        vxm_buffer *view = ex->plan ? vxm_plan_take(ex->plan, i, vxm_node_numel(n), &st) : NULL;
+        if (view) {
+            memcpy(ex->t[i].shape, n->shape, sizeof n->shape);
+            ex->t[i].channels = n->channels;
+            ex->t[i].buf = view;
+            ex->viewed[i] = 1;
+        } else if (!st) {
+            st = vxm_tensor_alloc(ex->be, n->shape, n->channels, &ex->t[i]);
+            if (!st && ex->plan)
+                vxm_plan_record_alloc(ex->plan, i, vxm_node_numel(n));
+        }
     }
     if (!st)
         st = run_node(ex, i, &ex->t[i]);
@@ -357,6 +424,7 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
         ex->seconds[i] = now_seconds() - t0;
     }
     if (st) { /* a device failure (out of memory, lost device) names the layer it happened in */
+        ex->failed = 1;
         vxm_error_annotate(ex->be->ctx, ex->be->spec, "layer %s", n->name);
         return st;
     }
@@ -367,9 +435,11 @@ vxm_status vxm_exec_step(vxm_exec *ex, int i)
     }
     /* A dead end (no consumer, e.g. the unused full-resolution skip of a half-resolution U-Net) stays
      * readable right after its own step for per-layer checks and is released one step later. */
-    if (i > 0 && ex->last_use[i - 1] == i - 1 && !is_kept(ex->g, i - 1))
+    if (i > 0 && ex->last_use[i - 1] == i - 1 && !is_kept(ex, i - 1))
         drop(ex, i - 1);
-    return VXM_OK;
+    if (ex->plan && (st = vxm_plan_status(ex->plan)))
+        ex->failed = 1;
+    return st;
 }
 
 vxm_status vxm_exec_run_all(vxm_exec *ex)
@@ -399,8 +469,14 @@ void vxm_exec_end(vxm_exec *ex)
 {
     if (!ex)
         return;
+    ex->cur = ex->g ? ex->g->n : 0;
+    if (!ex->g || !ex->in_order || ex->next != ex->g->n)
+        ex->failed = 1; /* stopped part-way: what it still holds is released now, not where the plan has it */
     for (int i = 0; ex->g && ex->t && i < ex->g->n; i++)
         drop(ex, i);
+    if (ex->plan) /* a recording run that ran every node becomes the plan of the next runs */
+        vxm_plan_end(ex->plan, !ex->failed);
+    free(ex->viewed);
     vxm_weights_free(ex->own_weights);
     free(ex->t);
     free(ex->last_use);

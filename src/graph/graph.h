@@ -190,6 +190,11 @@ static inline size_t vxm_node_numel(const vxm_node *n)
  * each scaled by its factor * weight, w.r.t. every parameter; fills g->param_grad.  Fails with VXM_EUNSUPPORTED
  * for an op without a backward rule (e.g. a non-unrolled VecInt, nearest interpolation). */
 vxm_status vxm_graph_build_backward(vxm_context *ctx, vxm_graph *g);
+/* Called by vxm_graph_build_backward (graph/remat.c): cheap forward tensors the backward pass needs late (nearest
+ * upsampling, concatenation, convolutions of <= 64 multiply-adds per output) are released after the forward pass
+ * and recomputed by copies of their nodes right before their first backward consumer; bitwise the same gradients.
+ * Forward nodes keep their indices; backward nodes after a copy move.  VXM_RECOMPUTE=0: no copies. */
+vxm_status vxm_graph_rematerialise(vxm_context *ctx, vxm_graph *g);
 
 /* ---- device-resident weights ---------------------------------------------------------------------------- */
 /* The parameters of a graph uploaded to one backend once; reusable by every run with the same parameter table
@@ -221,6 +226,15 @@ vxm_status vxm_exec_begin(vxm_backend *be, const vxm_graph *g, const float *movi
  * and unchanged until vxm_exec_end and frees it.  Before the first vxm_exec_step; VXM_ESHAPE when its shape or
  * channels differ from the node's. */
 vxm_status vxm_exec_bind_input(vxm_exec *ex, int index, const vxm_tensor *dev);
+/* Runs this execution under a memory plan kept by the caller across runs of the same graph (graph/plan.h): the
+ * first run records, later ones place every node output in the plan's arena.  After the bindings, before the
+ * first vxm_exec_step. */
+struct vxm_plan;
+vxm_status vxm_exec_set_plan(vxm_exec *ex, struct vxm_plan *plan);
+/* Keeps only parameters and the nodes flagged VXM_NODE_OUTPUT (losses, parameter gradients) to the end of the run:
+ * the moved image and the warp are released after their last consumer like any intermediate (a training step
+ * reads only its losses and gradients).  Before vxm_exec_set_plan and the first vxm_exec_step. */
+vxm_status vxm_exec_release_io(vxm_exec *ex);
 /* Runs node i (nodes must be run in order).  Tensors are released after their last use. */
 vxm_status vxm_exec_step(vxm_exec *ex, int i);
 vxm_status vxm_exec_run_all(vxm_exec *ex);

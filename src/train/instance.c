@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "graph/plan.h"
 #include "train/instance.h"
 
 struct vxm_instance {
@@ -20,6 +21,7 @@ struct vxm_instance {
     size_t numel;           /* floats in P */
     float *init;            /* host values of P at creation (the parameter table points at them) */
     vxm_weights *w;         /* P on the device */
+    struct vxm_plan *plan;  /* memory plan of the forward + backward runs (graph/plan.h) */
     vxm_buffer *m, *v;      /* Adam state */
     long step;              /* updates done */
 };
@@ -164,6 +166,8 @@ vxm_status vxm_instance_create(vxm_context *ctx, vxm_backend *be, const vxm_inst
     st = build_graph(t);
     if (!st)
         st = vxm_weights_upload(be, t->g, &t->w);
+    if (!st && !(t->plan = vxm_plan_new()))
+        st = vxm_error(ctx, VXM_ENOMEM, "refine", "out of memory");
     if (!st && !(st = be->ops->buffer_alloc(be, t->numel, &t->m)) && !(st = be->ops->fill(be, t->m, t->numel, 0)) &&
         !(st = be->ops->buffer_alloc(be, t->numel, &t->v)))
         st = be->ops->fill(be, t->v, t->numel, 0);
@@ -184,6 +188,7 @@ void vxm_instance_free(vxm_instance *t)
     if (t->v)
         t->be->ops->buffer_free(t->be, t->v);
     vxm_weights_free(t->w);
+    vxm_plan_free(t->plan);
     vxm_graph_free(t->g);
     free(t->init);
     free(t);
@@ -195,6 +200,8 @@ static vxm_status run(vxm_instance *t, int backward, vxm_instance_losses *L, vxm
 {
     const float *in[2] = {t->moving, t->fixed};
     vxm_status st = vxm_exec_begin_with(t->be, t->g, t->w, in, 2, 1, 0, ex);
+    if (!st && backward) /* a forward-only run keeps the tensors its backward would read: another schedule */
+        st = vxm_exec_set_plan(*ex, t->plan);
     int n = backward ? t->g->n : t->g->n_forward;
     for (int i = 0; i < n && !st; i++)
         st = vxm_exec_step(*ex, i);

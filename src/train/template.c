@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "graph/plan.h"
 #include "train/checkpoint.h"
 #include "train/template_internal.h"
 
@@ -272,6 +273,8 @@ vxm_status vxm_template_create(vxm_context *ctx, vxm_backend *be, const vxm_temp
         st = make_config(t, o->mean_cap);
     if (!st)
         st = vxm_weights_upload(be, tr->g, &tr->w);
+    if (!st && !(tr->plan = vxm_plan_new()))
+        st = vxm_error(ctx, VXM_ENOMEM, "template", "out of memory");
     if (!st)
         st = vxm_trainer_alloc_state(tr);
     if (!st && o->train.resume)
@@ -307,6 +310,8 @@ static vxm_status run(vxm_template *t, const float *scan, vxm_train_losses *loss
     const float *in[5] = {t->arch.npheno ? t->atlas_host : NULL, scan, t->ms.M, t->zeros, t->pheno};
     vxm_exec *ex = NULL;
     vxm_status st = vxm_exec_begin_with(be, tr->g, tr->w, in, t->arch.npheno ? 5 : 4, 1, 0, &ex);
+    if (!st)
+        st = vxm_exec_set_plan(ex, tr->plan);
     if (!st)
         st = vxm_exec_run_all(ex);
     vxm_train_losses L = tr->names;

@@ -8,6 +8,7 @@
 
 #include "core/context.h"
 #include "core/rng.h"
+#include "graph/plan.h"
 #include "train/trainer_internal.h"
 
 void vxm_train_options_default(vxm_train_options *o)
@@ -242,6 +243,8 @@ vxm_status vxm_trainer_create(vxm_context *ctx, vxm_backend *be, const vxm_train
         st = vxm_weights_upload(be, t->g, &t->w);
     if (!st)
         st = vxm_trainer_alloc_state(t);
+    if (!st && !(t->plan = vxm_plan_new()))
+        st = vxm_error(ctx, VXM_ENOMEM, "train", "out of memory");
     if (!st && o->nlabels > 0 && !o->synthmorph)
         st = alloc_segs(t, o);
     if (!st && o->resume)
@@ -275,6 +278,7 @@ void vxm_trainer_free(vxm_trainer *t)
     free(t->seg_onehot[1]);
     free(t->model_config);
     vxm_weights_free(t->w);
+    vxm_plan_free(t->plan);
     vxm_graph_free(t->g);
     vxm_model_free(t->model);
     free(t);
@@ -436,6 +440,10 @@ vxm_status vxm_trainer_compute_gradients_samples(vxm_trainer *t, const vxm_train
         for (int k = 0; k < ndev && !st; k++)
             if (smp[b].dev[k])
                 st = vxm_exec_bind_input(ex, k, smp[b].dev[k]);
+        if (!st) /* the step reads its losses and gradients only */
+            st = vxm_exec_release_io(ex);
+        if (!st && t->plan)
+            st = vxm_exec_set_plan(ex, t->plan);
         const char *prof = getenv("VXM_PROFILE"); /* per-op time table on stderr (the benchmark's breakdown) */
         if (!st && prof && *prof)
             st = vxm_exec_set_profiling(ex, 1);

@@ -17,6 +17,7 @@ struct vxm_trainer {
     int shape[3], ndim;
     int loss_node[VXM_MAX_LOSS_TERMS];
     vxm_weights *w;     /* device parameters, uploaded once */
+    struct vxm_plan *plan; /* memory plan of the step's graph (graph/plan.h): one arena for every step's tensors */
     vxm_buffer **grad, **m, **v; /* per parameter */
     long step;          /* optimiser updates done (Adam's t of the next update is step + 1) */
     vxm_train_losses names; /* term names and weights */
