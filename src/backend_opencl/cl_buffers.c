@@ -179,9 +179,10 @@ vxm_status vxm_cl_check_tensor(vxm_backend *be, const vxm_tensor *t, const char 
     return VXM_OK;
 }
 
-void vxm_cl_args_begin(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid)
+void vxm_cl_args_begin(vxm_cl_args *a, vxm_backend *be, vxm_cl_kid kid)
 {
-    a->k = cl->kernel[kid];
+    a->st = vxm_cl_kernel_ready(be, kid);
+    a->k = vxm_cl_of(be)->kernel[kid];
     a->idx = 0;
     a->err = CL_SUCCESS;
     a->bad_idx = 0;
@@ -189,6 +190,7 @@ void vxm_cl_args_begin(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid)
 
 void vxm_cl_args_begin_kernel(vxm_cl_args *a, cl_kernel k)
 {
+    a->st = VXM_OK;
     a->k = k;
     a->idx = 0;
     a->err = CL_SUCCESS;
@@ -197,6 +199,8 @@ void vxm_cl_args_begin_kernel(vxm_cl_args *a, cl_kernel k)
 
 void vxm_cl_arg_raw(vxm_cl_args *a, size_t size, const void *p)
 {
+    if (a->st) /* no kernel */
+        return;
     cl_int err = clSetKernelArg(a->k, a->idx, size, p);
     if (err != CL_SUCCESS && a->err == CL_SUCCESS) {
         a->err = err;
@@ -236,6 +240,8 @@ void vxm_cl_arg_float(vxm_cl_args *a, float v)
 
 vxm_status vxm_cl_args_done_named(vxm_backend *be, vxm_cl_args *a, const char *kernel_name)
 {
+    if (a->st)
+        return a->st;
     if (a->err == CL_SUCCESS)
         return VXM_OK;
     char what[128];

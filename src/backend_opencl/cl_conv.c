@@ -90,7 +90,7 @@ static vxm_status pack_weights(vxm_backend *be, const vxm_buffer *w, const vxm_b
     if ((st = vxm_cl_scratch(be, VXM_SCRATCH_CONV_WEIGHTS, npack, wp)))
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_CONV_PACK);
+    vxm_cl_args_begin(&a, be, VXM_K_CONV_PACK);
     vxm_cl_arg_mem(&a, w->mem);
     vxm_cl_arg_mem(&a, b ? b->mem : w->mem);
     vxm_cl_arg_mem(&a, *wp);
@@ -191,7 +191,7 @@ vxm_status vxm_cl_conv_direct(vxm_backend *be, const vxm_cl_conv_plan *P, int mo
     for (int r = 0; r < (pool ? 1 : nsplit); r++) {
         int cbeg = pool ? 0 : r * crange, clen = pool || r < nsplit - 1 ? crange : cin - cbeg;
         vxm_cl_args a;
-        vxm_cl_args_begin(&a, cl, kid);
+        vxm_cl_args_begin(&a, be, kid);
         vxm_cl_conv_args(&a, x, cin, P->wp, y, P->coutp, p);
         vxm_cl_arg_uint(&a, (unsigned)nvg);
         /* merged runs span all channels of one tensor */

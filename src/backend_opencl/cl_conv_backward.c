@@ -51,7 +51,7 @@ static vxm_status sum_partials(vxm_backend *be, cl_mem part, cl_mem out, unsigne
 {
     vxm_cl_args a;
     vxm_status st;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_SUM_PARTIALS);
+    vxm_cl_args_begin(&a, be, VXM_K_SUM_PARTIALS);
     vxm_cl_arg_mem(&a, part);
     vxm_cl_arg_mem(&a, out);
     vxm_cl_arg_uint(&a, ne);
@@ -65,7 +65,6 @@ vxm_status vxm_cl_conv_backward_data(vxm_backend *be, const vxm_tensor *dy, cons
                                      const vxm_conv_params *p, vxm_tensor *dx)
 {
     static const char op[] = "conv_backward_data";
-    vxm_cl *cl = vxm_cl_of(be);
     vxm_status st;
     if ((st = vxm_cl_check_tensor(be, dy, op)) || (st = vxm_cl_check_tensor(be, dx, op)) ||
         (st = check_geometry(be, op, dx->shape, dy, p)))
@@ -86,7 +85,7 @@ vxm_status vxm_cl_conv_backward_data(vxm_backend *be, const vxm_tensor *dy, cons
     if ((st = vxm_cl_scratch(be, VXM_SCRATCH_CONV_BWD_W, nw, &wf.mem)))
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, cl, VXM_K_CONV_FLIP);
+    vxm_cl_args_begin(&a, be, VXM_K_CONV_FLIP);
     vxm_cl_arg_mem(&a, w->mem);
     vxm_cl_arg_mem(&a, wf.mem);
     vxm_cl_arg_uint(&a, (unsigned)ktaps);
@@ -108,7 +107,7 @@ vxm_status vxm_cl_conv_backward_data(vxm_backend *be, const vxm_tensor *dy, cons
         dd.nfloats = n;
         for (int d = 0; d < 3; d++)
             src.shape[d] = dx->shape[d];
-        vxm_cl_args_begin(&a, cl, VXM_K_CONV_DILATE);
+        vxm_cl_args_begin(&a, be, VXM_K_CONV_DILATE);
         vxm_cl_arg_mem(&a, dy->buf->mem);
         vxm_cl_arg_mem(&a, dd.mem);
         vxm_cl_arg_int(&a, dx->shape[1]);
@@ -178,7 +177,7 @@ static vxm_status filter_direct(vxm_backend *be, const vxm_tensor *x, const vxm_
         sub = budget / (unsigned)(8 + 4 * cib + cob);
     for (unsigned qbeg = 0; qbeg < chunk; qbeg += sub) {
         vxm_cl_args a;
-        vxm_cl_args_begin(&a, cl, kid);
+        vxm_cl_args_begin(&a, be, kid);
         vxm_cl_filter_args(&a, x, dy, p, part, chunk);
         vxm_cl_arg_uint(&a, (unsigned)nblk);
         vxm_cl_arg_int(&a, ntg);
@@ -243,7 +242,7 @@ vxm_status vxm_cl_conv_backward_bias(vxm_backend *be, const vxm_tensor *dy, vxm_
     if ((st = vxm_cl_scratch(be, VXM_SCRATCH_CONV_BWD_DY, (size_t)cout * nparts, &part)))
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_CONV_BIAS_PARTIAL);
+    vxm_cl_args_begin(&a, be, VXM_K_CONV_BIAS_PARTIAL);
     vxm_cl_arg_mem(&a, dy->buf->mem);
     vxm_cl_arg_mem(&a, part);
     vxm_cl_arg_int(&a, cout);

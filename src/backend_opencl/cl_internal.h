@@ -233,9 +233,11 @@ typedef struct vxm_cl_args {
     cl_uint idx;
     cl_int err;
     cl_uint bad_idx;
+    vxm_status st; /* the kernel could not be created (vxm_cl_kernel_ready): returned by vxm_cl_args_done */
 } vxm_cl_args;
 
-void vxm_cl_args_begin(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid);
+/* Starts the arguments of table kernel kid, creating it on first use (vxm_cl_kernel_ready). */
+void vxm_cl_args_begin(vxm_cl_args *a, vxm_backend *be, vxm_cl_kid kid);
 void vxm_cl_args_begin_kernel(vxm_cl_args *a, cl_kernel k); /* a kernel outside the table (cl_variant.h) */
 void vxm_cl_arg_mem(vxm_cl_args *a, cl_mem m);
 void vxm_cl_arg_int(vxm_cl_args *a, int v);

@@ -72,7 +72,7 @@ static vxm_status reduce_terms(vxm_backend *be, cl_mem terms, size_t n, unsigned
         if (st)
             return st;
         vxm_cl_args a;
-        vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_REDUCE_ACC);
+        vxm_cl_args_begin(&a, be, VXM_K_REDUCE_ACC);
         vxm_cl_arg_mem(&a, in);
         vxm_cl_arg_mem(&a, out);
         vxm_cl_arg_uint(&a, (unsigned)n);
@@ -102,7 +102,7 @@ static vxm_status finish_loss(vxm_backend *be, cl_mem terms, size_t n, unsigned 
     for (int q = 0; q < 4; q++)
         c.s[q] = cnt && q < (int)nq ? (float)cnt[q] : 1.0f;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_LOSS_FINAL);
+    vxm_cl_args_begin(&a, be, VXM_K_LOSS_FINAL);
     vxm_cl_arg_mem(&a, sums);
     vxm_cl_arg_mem(&a, out->buf->mem);
     vxm_cl_arg_int(&a, kind);
@@ -123,7 +123,7 @@ vxm_status vxm_cl_mse_loss(vxm_backend *be, const vxm_tensor *a_, const vxm_tens
         (st = terms_buffer(be, n, 1, &terms)))
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_MSE_TERMS);
+    vxm_cl_args_begin(&a, be, VXM_K_MSE_TERMS);
     vxm_cl_arg_mem(&a, a_->buf->mem);
     vxm_cl_arg_mem(&a, b_->buf->mem);
     vxm_cl_arg_mem(&a, terms);
@@ -142,7 +142,7 @@ vxm_status vxm_cl_mse_loss_backward(vxm_backend *be, const vxm_tensor *a_, const
         return st;
     size_t n = vxm_tensor_numel(a_);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_MSE_BWD);
+    vxm_cl_args_begin(&a, be, VXM_K_MSE_BWD);
     vxm_cl_arg_mem(&a, a_->buf->mem);
     vxm_cl_arg_mem(&a, b_->buf->mem);
     vxm_cl_arg_mem(&a, da->buf->mem);
@@ -177,7 +177,7 @@ static vxm_status diff_terms(vxm_backend *be, const vxm_tensor *y, int ndim, int
 {
     size_t n = vxm_tensor_numel(y);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_DIFF_TERMS);
+    vxm_cl_args_begin(&a, be, VXM_K_DIFF_TERMS);
     vxm_cl_arg_mem(&a, y->buf->mem);
     vxm_cl_arg_mem(&a, terms);
     for (int d = 0; d < 3; d++)
@@ -201,7 +201,7 @@ static vxm_status diff_backward(vxm_backend *be, const vxm_tensor *y, int ndim, 
         k.s[d] = cnt[d] > 0 ? (float)(w / cnt[d]) : 0.0f;
     size_t n = vxm_tensor_numel(y);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_DIFF_BWD);
+    vxm_cl_args_begin(&a, be, VXM_K_DIFF_BWD);
     vxm_cl_arg_mem(&a, y->buf->mem);
     vxm_cl_arg_mem(&a, dy->buf->mem);
     for (int d = 0; d < 3; d++)
@@ -253,7 +253,7 @@ static vxm_status dice_sums(vxm_backend *be, const char *op, const vxm_tensor *y
     if ((st = check_pair(be, op, yt, yp)) || (st = terms_buffer(be, nvox, nq, terms)))
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_DICE_TERMS);
+    vxm_cl_args_begin(&a, be, VXM_K_DICE_TERMS);
     vxm_cl_arg_mem(&a, yt->buf->mem);
     vxm_cl_arg_mem(&a, yp->buf->mem);
     vxm_cl_arg_mem(&a, *terms);
@@ -286,7 +286,7 @@ vxm_status vxm_cl_dice_loss_backward(vxm_backend *be, const vxm_tensor *ytrue, c
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "dice_loss_backward: dpred aliases an input");
     size_t n = vxm_tensor_numel(ytrue);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_DICE_BWD);
+    vxm_cl_args_begin(&a, be, VXM_K_DICE_BWD);
     vxm_cl_arg_mem(&a, ytrue->buf->mem);
     vxm_cl_arg_mem(&a, sums);
     vxm_cl_arg_mem(&a, dpred->buf->mem);
@@ -299,9 +299,9 @@ vxm_status vxm_cl_dice_loss_backward(vxm_backend *be, const vxm_tensor *ytrue, c
 /* ---- KL (§2.5) ---------------------------------------------------------------------------------------------- */
 
 /* The sigma-term kernels share their arguments: s, out, shape, nd, lambda. */
-static void kl_args(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid, const vxm_tensor *s, cl_mem out, float lambda)
+static void kl_args(vxm_cl_args *a, vxm_backend *be, vxm_cl_kid kid, const vxm_tensor *s, cl_mem out, float lambda)
 {
-    vxm_cl_args_begin(a, cl, kid);
+    vxm_cl_args_begin(a, be, kid);
     vxm_cl_arg_mem(a, s->buf->mem);
     vxm_cl_arg_mem(a, out);
     for (int d = 0; d < 3; d++)
@@ -321,7 +321,7 @@ vxm_status vxm_cl_kl_loss(vxm_backend *be, const vxm_tensor *mean, const vxm_ten
         (st = check_ndim(be, "kl_loss", ndim, 1, mean)) || (st = terms_buffer(be, n, nq, &terms)))
         return st;
     vxm_cl_args a;
-    kl_args(&a, vxm_cl_of(be), VXM_K_KL_SIGMA_TERMS, logsigma, terms, prior_lambda);
+    kl_args(&a, be, VXM_K_KL_SIGMA_TERMS, logsigma, terms, prior_lambda);
     vxm_cl_arg_uint(&a, nq);
     vxm_cl_arg_ulong(&a, n);
     if ((st = go(be, &a, VXM_K_KL_SIGMA_TERMS, n)) || (st = diff_terms(be, mean, ndim, 0, terms, nq, 1)))
@@ -351,7 +351,7 @@ vxm_status vxm_cl_kl_loss_backward(vxm_backend *be, const vxm_tensor *mean, cons
         return VXM_OK;
     size_t n = vxm_tensor_numel(logsigma);
     vxm_cl_args a;
-    kl_args(&a, vxm_cl_of(be), VXM_K_KL_SIGMA_BWD, logsigma, dlogsigma->buf->mem, prior_lambda);
+    kl_args(&a, be, VXM_K_KL_SIGMA_BWD, logsigma, dlogsigma->buf->mem, prior_lambda);
     vxm_cl_arg_float(&a, (float)(0.5 * ndim * (double)scale / (double)n));
     vxm_cl_arg_ulong(&a, n);
     return go(be, &a, VXM_K_KL_SIGMA_BWD, n);
@@ -400,7 +400,7 @@ static vxm_status ncc_box(vxm_backend *be, const vxm_tensor *I, const ncc_geom *
                           int lo)
 {
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_NCC_BOX);
+    vxm_cl_args_begin(&a, be, VXM_K_NCC_BOX);
     vxm_cl_arg_mem(&a, in);
     vxm_cl_arg_mem(&a, out);
     for (int d = 0; d < 3; d++)
@@ -417,7 +417,7 @@ static vxm_status ncc_window_sums(vxm_backend *be, const vxm_tensor *I, const vx
                                   cl_mem A, cl_mem B)
 {
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_NCC_SUM_FIRST);
+    vxm_cl_args_begin(&a, be, VXM_K_NCC_SUM_FIRST);
     vxm_cl_arg_mem(&a, I->buf->mem);
     vxm_cl_arg_mem(&a, J->buf->mem);
     vxm_cl_arg_mem(&a, A);
@@ -432,10 +432,10 @@ static vxm_status ncc_window_sums(vxm_backend *be, const vxm_tensor *I, const vx
 }
 
 /* Arguments common to the fused axis-0 kernels: in, out, shape, lo, w. */
-static void ncc_last_args(vxm_cl_args *a, vxm_cl *cl, vxm_cl_kid kid, const vxm_tensor *I, const ncc_geom *g,
+static void ncc_last_args(vxm_cl_args *a, vxm_backend *be, vxm_cl_kid kid, const vxm_tensor *I, const ncc_geom *g,
                           cl_mem in, cl_mem out, int lo)
 {
-    vxm_cl_args_begin(a, cl, kid);
+    vxm_cl_args_begin(a, be, kid);
     vxm_cl_arg_mem(a, in);
     vxm_cl_arg_mem(a, out);
     for (int d = 0; d < 3; d++)
@@ -454,7 +454,7 @@ vxm_status vxm_cl_ncc_loss(vxm_backend *be, const vxm_tensor *I, const vxm_tenso
         (st = ncc_window_sums(be, I, J, &g, A, B)))
         return st;
     vxm_cl_args a; /* cc per voxel into A (free again), then -mean */
-    ncc_last_args(&a, vxm_cl_of(be), VXM_K_NCC_CC, I, &g, B, A, g.lo[0]);
+    ncc_last_args(&a, be, VXM_K_NCC_CC, I, &g, B, A, g.lo[0]);
     vxm_cl_arg_float(&a, g.W);
     vxm_cl_arg_float(&a, eps);
     vxm_cl_arg_uint(&a, (unsigned)g.nvox);
@@ -481,7 +481,7 @@ vxm_status vxm_cl_ncc_loss_backward(vxm_backend *be, const vxm_tensor *I, const 
         return st;
     /* d(scale * -mean cc)/d cc = -scale / nvox per voxel; the five derivative maps into A */
     vxm_cl_args a;
-    ncc_last_args(&a, vxm_cl_of(be), VXM_K_NCC_DERIV, I, &g, B, A, g.lo[0]);
+    ncc_last_args(&a, be, VXM_K_NCC_DERIV, I, &g, B, A, g.lo[0]);
     vxm_cl_arg_float(&a, g.W);
     vxm_cl_arg_float(&a, eps);
     vxm_cl_arg_float(&a, (float)(-(double)scale / (double)g.nvox));
@@ -490,7 +490,7 @@ vxm_status vxm_cl_ncc_loss_backward(vxm_backend *be, const vxm_tensor *I, const 
         (st = ncc_box(be, I, &g, B, A, 1, g.adj[1])))
         return st;
     cl_mem dummy = I->buf->mem; /* never written: want_* is 0 */
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_NCC_GRAD);
+    vxm_cl_args_begin(&a, be, VXM_K_NCC_GRAD);
     vxm_cl_arg_mem(&a, A);
     vxm_cl_arg_mem(&a, I->buf->mem);
     vxm_cl_arg_mem(&a, J->buf->mem);

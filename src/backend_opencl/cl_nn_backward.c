@@ -24,7 +24,7 @@ static vxm_status elementwise(vxm_backend *be, int kind, const char *op, const v
             return vxm_cl_shape_error(be, op, in[i], y);
     }
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_ELEMENTWISE_BACKWARD);
+    vxm_cl_args_begin(&a, be, VXM_K_ELEMENTWISE_BACKWARD);
     for (int i = 0; i < 3; i++)
         vxm_cl_arg_mem(&a, in[i < nin ? i : 0]->buf->mem);
     vxm_cl_arg_mem(&a, y->buf->mem);
@@ -70,7 +70,7 @@ vxm_status vxm_cl_slice_channels(vxm_backend *be, const vxm_tensor *x, int c0, v
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: output aliases the input", op);
     size_t n = vxm_tensor_numel(y);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_SLICE_CHANNELS);
+    vxm_cl_args_begin(&a, be, VXM_K_SLICE_CHANNELS);
     vxm_cl_arg_mem(&a, x->buf->mem);
     vxm_cl_arg_mem(&a, y->buf->mem);
     vxm_cl_arg_int(&a, x->channels);
@@ -111,7 +111,7 @@ vxm_status vxm_cl_maxpool_backward(vxm_backend *be, const vxm_tensor *x, const v
     if (dx->buf == x->buf || dx->buf == dy->buf)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: dx aliases an input", op);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_MAXPOOL_BACKWARD);
+    vxm_cl_args_begin(&a, be, VXM_K_MAXPOOL_BACKWARD);
     vxm_cl_arg_mem(&a, x->buf->mem);
     vxm_cl_arg_mem(&a, dy->buf->mem);
     vxm_cl_arg_mem(&a, dx->buf->mem);
@@ -139,7 +139,7 @@ vxm_status vxm_cl_upsample_nearest_backward(vxm_backend *be, const vxm_tensor *d
     if (dx->buf == dy->buf)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "%s: dx aliases dy", op);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_UPSAMPLE_BACKWARD);
+    vxm_cl_args_begin(&a, be, VXM_K_UPSAMPLE_BACKWARD);
     vxm_cl_arg_mem(&a, dy->buf->mem);
     vxm_cl_arg_mem(&a, dx->buf->mem);
     vxm_cl_arg_int(&a, dx->shape[1]);
@@ -272,7 +272,7 @@ vxm_status vxm_cl_resize_linear_backward(vxm_backend *be, const vxm_tensor *dy, 
     if (!tbuf)
         return vxm_cl_fail(be, err, 1, "clCreateBuffer(resize adjoint table)");
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, cl, VXM_K_RESIZE_BACKWARD);
+    vxm_cl_args_begin(&a, be, VXM_K_RESIZE_BACKWARD);
     vxm_cl_arg_mem(&a, dy->buf->mem);
     vxm_cl_arg_mem(&a, tbuf);
     vxm_cl_arg_mem(&a, dx->buf->mem);

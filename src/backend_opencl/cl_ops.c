@@ -33,7 +33,7 @@ static vxm_status elementwise(vxm_backend *be, vxm_cl_kid kid, const char *op, c
         return shape_error(be, op, x, y);
     size_t n = vxm_tensor_numel(x);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), kid);
+    vxm_cl_args_begin(&a, be, kid);
     vxm_cl_arg_mem(&a, x->buf->mem);
     vxm_cl_arg_mem(&a, y->buf->mem);
     vxm_cl_arg_float(&a, s);
@@ -65,7 +65,7 @@ vxm_status vxm_cl_maxpool(vxm_backend *be, const vxm_tensor *x, const int f[3], 
     if (x->channels != y->channels)
         return shape_error(be, "maxpool", x, y);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_MAXPOOL);
+    vxm_cl_args_begin(&a, be, VXM_K_MAXPOOL);
     vxm_cl_arg_mem(&a, x->buf->mem);
     vxm_cl_arg_mem(&a, y->buf->mem);
     for (int d = 0; d < 3; d++)
@@ -93,7 +93,7 @@ vxm_status vxm_cl_upsample_nearest(vxm_backend *be, const vxm_tensor *x, const i
     if (x->channels != y->channels)
         return shape_error(be, "upsample", x, y);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_UPSAMPLE);
+    vxm_cl_args_begin(&a, be, VXM_K_UPSAMPLE);
     vxm_cl_arg_mem(&a, x->buf->mem);
     vxm_cl_arg_mem(&a, y->buf->mem);
     vxm_cl_arg_int(&a, x->shape[1]);
@@ -120,7 +120,7 @@ vxm_status vxm_cl_concat(vxm_backend *be, const vxm_tensor *a_, const vxm_tensor
     if (y->buf == a_->buf || y->buf == b_->buf)
         return vxm_error(be->ctx, VXM_EINVAL, be->spec, "concat: output aliases an input");
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_CONCAT);
+    vxm_cl_args_begin(&a, be, VXM_K_CONCAT);
     vxm_cl_arg_mem(&a, a_->buf->mem);
     vxm_cl_arg_mem(&a, b_->buf->mem);
     vxm_cl_arg_mem(&a, y->buf->mem);
@@ -173,7 +173,7 @@ vxm_status vxm_cl_resize_linear(vxm_backend *be, const vxm_tensor *x, vxm_resize
     if (!cbuf)
         return vxm_cl_fail(be, err, 1, "clCreateBuffer(resize coordinates)");
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, cl, VXM_K_RESIZE);
+    vxm_cl_args_begin(&a, be, VXM_K_RESIZE);
     vxm_cl_arg_mem(&a, x->buf->mem);
     vxm_cl_arg_mem(&a, cbuf);
     vxm_cl_arg_mem(&a, y->buf->mem);
@@ -202,7 +202,6 @@ static vxm_status check_ndim(vxm_backend *be, const char *op, int ndim)
 
 vxm_status vxm_cl_vecint(vxm_backend *be, const vxm_tensor *v, int ndim, int steps, vxm_tensor *y)
 {
-    vxm_cl *cl = vxm_cl_of(be);
     vxm_status st;
     if ((st = vxm_cl_check_tensor(be, v, "vecint")) || (st = vxm_cl_check_tensor(be, y, "vecint")) ||
         (st = check_ndim(be, "vecint", ndim)))
@@ -227,7 +226,7 @@ vxm_status vxm_cl_vecint(vxm_backend *be, const vxm_tensor *v, int ndim, int ste
         cl_mem dst = ((steps - t) % 2 == 0) ? y->buf->mem : tmp;
         vxm_cl_kid kid = ndim == 3 ? VXM_K_VECINT_STEP3 : VXM_K_VECINT_STEP;
         vxm_cl_args a;
-        vxm_cl_args_begin(&a, cl, kid);
+        vxm_cl_args_begin(&a, be, kid);
         vxm_cl_arg_mem(&a, src);
         vxm_cl_arg_mem(&a, dst);
         for (int d = 0; d < 3; d++)
@@ -262,7 +261,7 @@ vxm_status vxm_cl_spatial_transform(vxm_backend *be, const vxm_tensor *img, cons
     if (ndim == 3 && interp == VXM_INTERP_LINEAR && (img->channels == 1 || img->channels == 3)) {
         /* straight-line specialisations of the common case */
         vxm_cl_kid kid = img->channels == 1 ? VXM_K_SPATIAL_TRANSFORM3_C1 : VXM_K_SPATIAL_TRANSFORM3_C3;
-        vxm_cl_args_begin(&a, vxm_cl_of(be), kid);
+        vxm_cl_args_begin(&a, be, kid);
         vxm_cl_arg_mem(&a, img->buf->mem);
         vxm_cl_arg_mem(&a, disp->buf->mem);
         vxm_cl_arg_mem(&a, y->buf->mem);
@@ -277,7 +276,7 @@ vxm_status vxm_cl_spatial_transform(vxm_backend *be, const vxm_tensor *img, cons
             return st;
         return vxm_cl_launch1(be, kid, nvox_of(y));
     }
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_SPATIAL_TRANSFORM);
+    vxm_cl_args_begin(&a, be, VXM_K_SPATIAL_TRANSFORM);
     vxm_cl_arg_mem(&a, img->buf->mem);
     vxm_cl_arg_mem(&a, disp->buf->mem);
     vxm_cl_arg_mem(&a, y->buf->mem);
@@ -315,7 +314,7 @@ vxm_status vxm_cl_affine_to_disp(vxm_backend *be, const float *mat, int ndim, in
     for (int i = 0; i < ndim * (ndim + 1); i++)
         m.s[i] = mat[i];
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_AFFINE);
+    vxm_cl_args_begin(&a, be, VXM_K_AFFINE);
     vxm_cl_arg_mem(&a, y->buf->mem);
     for (int d = 0; d < 3; d++)
         vxm_cl_arg_int(&a, y->shape[d]);
@@ -344,7 +343,7 @@ vxm_status vxm_cl_sample_normal(vxm_backend *be, const vxm_tensor *mean, const v
     if (vxm_tensor_numel(logvar) != n || vxm_tensor_numel(eps) != n)
         return shape_error(be, "sample_normal", mean, logvar);
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_SAMPLE_NORMAL);
+    vxm_cl_args_begin(&a, be, VXM_K_SAMPLE_NORMAL);
     vxm_cl_arg_mem(&a, mean->buf->mem);
     vxm_cl_arg_mem(&a, logvar->buf->mem);
     vxm_cl_arg_mem(&a, eps->buf->mem);

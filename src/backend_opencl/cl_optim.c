@@ -32,7 +32,7 @@ vxm_status vxm_cl_adam_update(vxm_backend *be, vxm_buffer *param, const vxm_buff
     if (st || n == 0)
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_ADAM);
+    vxm_cl_args_begin(&a, be, VXM_K_ADAM);
     vxm_cl_arg_mem(&a, param->mem);
     vxm_cl_arg_mem(&a, grad->mem);
     vxm_cl_arg_mem(&a, m->mem);
@@ -51,7 +51,7 @@ vxm_status vxm_cl_sgd_update(vxm_backend *be, vxm_buffer *param, const vxm_buffe
     if (st || n == 0)
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_SGD);
+    vxm_cl_args_begin(&a, be, VXM_K_SGD);
     vxm_cl_arg_mem(&a, param->mem);
     vxm_cl_arg_mem(&a, grad->mem);
     vxm_cl_arg_float(&a, lr);
@@ -65,7 +65,7 @@ vxm_status vxm_cl_axpy(vxm_backend *be, float alpha, const vxm_buffer *x, vxm_bu
     if (st || n == 0)
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_AXPY);
+    vxm_cl_args_begin(&a, be, VXM_K_AXPY);
     vxm_cl_arg_mem(&a, x->mem);
     vxm_cl_arg_mem(&a, y->mem);
     vxm_cl_arg_float(&a, alpha);
@@ -79,7 +79,7 @@ vxm_status vxm_cl_fill(vxm_backend *be, vxm_buffer *p, size_t n, float value)
     if (st || n == 0)
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_FILL);
+    vxm_cl_args_begin(&a, be, VXM_K_FILL);
     vxm_cl_arg_mem(&a, p->mem);
     vxm_cl_arg_float(&a, value);
     vxm_cl_arg_ulong(&a, n);

@@ -42,7 +42,7 @@ static vxm_status synth_launch(vxm_backend *be, vxm_cl_kid kid, const synth_args
     }
     if (!st) {
         vxm_cl_args a;
-        vxm_cl_args_begin(&a, vxm_cl_of(be), kid);
+        vxm_cl_args_begin(&a, be, kid);
         for (int k = 0; k < s->nmem; k++)
             vxm_cl_arg_mem(&a, s->mem[k]);
         for (int k = 0; k < s->nhost; k++)
@@ -155,6 +155,8 @@ vxm_status vxm_cl_minmax(vxm_backend *be, const vxm_tensor *x, float out[2])
     if ((st = vxm_cl_check_tensor(be, x, "minmax")))
         return st;
     vxm_cl *cl = vxm_cl_of(be);
+    if ((st = vxm_cl_kernel_ready(be, VXM_K_MINMAX_PARTIAL))) /* its local size sizes the partials */
+        return st;
     size_t n = vxm_tensor_numel(x), lws = cl->lws[VXM_K_MINMAX_PARTIAL];
     if (lws > 256)
         return vxm_error(be->ctx, VXM_EDEVICE, be->spec, "minmax: local size %zu above 256", lws);

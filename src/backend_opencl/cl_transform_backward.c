@@ -71,7 +71,7 @@ static vxm_status backward_disp(vxm_backend *be, const vxm_tensor *img, const vx
                                 int ndim, int use_fill, vxm_tensor *ddisp)
 {
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, vxm_cl_of(be), VXM_K_ST_BWD_DISP);
+    vxm_cl_args_begin(&a, be, VXM_K_ST_BWD_DISP);
     vxm_cl_arg_mem(&a, img->buf->mem);
     vxm_cl_arg_mem(&a, disp->buf->mem);
     vxm_cl_arg_mem(&a, dy->buf->mem);
@@ -104,7 +104,6 @@ static vxm_status go(vxm_backend *be, vxm_cl_args *a, vxm_cl_kid kid, size_t n)
 static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm_tensor *disp, const vxm_tensor *dy,
                                int ndim, int use_fill, vxm_tensor *dimg)
 {
-    vxm_cl *cl = vxm_cl_of(be);
     size_t ncell = nvox_of(img), m = nvox_of(disp);
     if (ncell >= 0x7fffffffu || m >= 0xffffffffu) /* cell keys are ints in the kernels */
         return vxm_error(be->ctx, VXM_EUNSUPPORTED, be->spec, "spatial_transform_backward: too many voxels");
@@ -120,19 +119,19 @@ static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm
         (st = vxm_cl_scratch(be, VXM_SCRATCH_TRAIN_C, ncell + 1, &C)))
         return st;
     vxm_cl_args a;
-    vxm_cl_args_begin(&a, cl, VXM_K_FILL); /* counts = 0 (0.0f is all zero bits) */
+    vxm_cl_args_begin(&a, be, VXM_K_FILL); /* counts = 0 (0.0f is all zero bits) */
     vxm_cl_arg_mem(&a, B);
     vxm_cl_arg_float(&a, 0.0f);
     vxm_cl_arg_ulong(&a, ncell);
     if ((st = go(be, &a, VXM_K_FILL, ncell)))
         return st;
-    vxm_cl_args_begin(&a, cl, VXM_K_ST_BWD_COUNT);
+    vxm_cl_args_begin(&a, be, VXM_K_ST_BWD_COUNT);
     vxm_cl_arg_mem(&a, disp->buf->mem);
     vxm_cl_arg_mem(&a, B);
     key_args(&a, img, disp, ndim, use_fill);
     if ((st = go(be, &a, VXM_K_ST_BWD_COUNT, m)))
         return st;
-    vxm_cl_args_begin(&a, cl, VXM_K_SCAN_CHUNKS);
+    vxm_cl_args_begin(&a, be, VXM_K_SCAN_CHUNKS);
     vxm_cl_arg_mem(&a, B);
     vxm_cl_arg_mem(&a, A);
     vxm_cl_arg_uint(&a, (unsigned)m);
@@ -141,13 +140,13 @@ static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm
     vxm_cl_arg_uint(&a, (unsigned)nchunks);
     if ((st = go(be, &a, VXM_K_SCAN_CHUNKS, nchunks)))
         return st;
-    vxm_cl_args_begin(&a, cl, VXM_K_SCAN_TOP);
+    vxm_cl_args_begin(&a, be, VXM_K_SCAN_TOP);
     vxm_cl_arg_mem(&a, A);
     vxm_cl_arg_uint(&a, (unsigned)m);
     vxm_cl_arg_uint(&a, (unsigned)nchunks);
     if ((st = go(be, &a, VXM_K_SCAN_TOP, 1)))
         return st;
-    vxm_cl_args_begin(&a, cl, VXM_K_SCAN_APPLY);
+    vxm_cl_args_begin(&a, be, VXM_K_SCAN_APPLY);
     vxm_cl_arg_mem(&a, B);
     vxm_cl_arg_mem(&a, A);
     vxm_cl_arg_uint(&a, (unsigned)m);
@@ -157,7 +156,7 @@ static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm
     vxm_cl_arg_uint(&a, (unsigned)nchunks);
     if ((st = go(be, &a, VXM_K_SCAN_APPLY, nchunks)))
         return st;
-    vxm_cl_args_begin(&a, cl, VXM_K_ST_BWD_SLOTS);
+    vxm_cl_args_begin(&a, be, VXM_K_ST_BWD_SLOTS);
     vxm_cl_arg_mem(&a, disp->buf->mem);
     vxm_cl_arg_mem(&a, B);
     vxm_cl_arg_mem(&a, C);
@@ -165,13 +164,13 @@ static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm
     key_args(&a, img, disp, ndim, use_fill);
     if ((st = go(be, &a, VXM_K_ST_BWD_SLOTS, m)))
         return st;
-    vxm_cl_args_begin(&a, cl, VXM_K_ST_BWD_SORT);
+    vxm_cl_args_begin(&a, be, VXM_K_ST_BWD_SORT);
     vxm_cl_arg_mem(&a, C);
     vxm_cl_arg_mem(&a, A);
     vxm_cl_arg_uint(&a, (unsigned)ncell);
     if ((st = go(be, &a, VXM_K_ST_BWD_SORT, ncell)))
         return st;
-    vxm_cl_args_begin(&a, cl, VXM_K_FILL); /* dimg = 0, then the 8 colours add in a fixed order */
+    vxm_cl_args_begin(&a, be, VXM_K_FILL); /* dimg = 0, then the 8 colours add in a fixed order */
     vxm_cl_arg_mem(&a, dimg->buf->mem);
     vxm_cl_arg_float(&a, 0.0f);
     vxm_cl_arg_ulong(&a, vxm_tensor_numel(img));
@@ -184,7 +183,7 @@ static vxm_status backward_img(vxm_backend *be, const vxm_tensor *img, const vxm
         size_t ncol = (size_t)cnt[0] * (size_t)cnt[1] * (size_t)cnt[2];
         if (ncol == 0)
             continue;
-        vxm_cl_args_begin(&a, cl, VXM_K_ST_BWD_IMG);
+        vxm_cl_args_begin(&a, be, VXM_K_ST_BWD_IMG);
         vxm_cl_arg_mem(&a, disp->buf->mem);
         vxm_cl_arg_mem(&a, dy->buf->mem);
         vxm_cl_arg_mem(&a, C);

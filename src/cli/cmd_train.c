@@ -765,6 +765,8 @@ static int train(const train_cli *op)
     catch_stop_signals(old);
     rc = train_loop(&r);
     restore_signals(old);
+    if (!rc) /* what the step needs of the device (issue 10): weights, gradients, Adam moments, activations */
+        printf("device memory: at most %.1f MB of buffers on %s\n", be->mem_peak / 1048576.0, be->spec);
 done:
     train_log_close(log);
     train_prefetch_stop(pf);
