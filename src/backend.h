@@ -68,6 +68,8 @@ typedef struct vxm_backend_ops {
      * offset a multiple of be->view_align.  Freeing the view leaves the parent's storage alone; the parent must
      * outlive its views.  Views do not count in mem_in_use (their parent does). */
     vxm_status (*buffer_view)(vxm_backend *be, vxm_buffer *parent, size_t offset, size_t nfloats, vxm_buffer **out);
+    /* Releases every freed buffer the backend keeps for reuse (its pool): the memory plan's arena replaces them. */
+    void (*pool_trim)(vxm_backend *be);
     vxm_status (*buffer_write)(vxm_backend *be, vxm_buffer *dst, const float *src, size_t nfloats);
     vxm_status (*buffer_read)(vxm_backend *be, const vxm_buffer *src, float *dst, size_t nfloats);
     vxm_status (*finish)(vxm_backend *be); /* wait for all queued work */

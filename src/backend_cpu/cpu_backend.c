@@ -110,6 +110,11 @@ static vxm_status cpu_buffer_view(vxm_backend *be, vxm_buffer *parent, size_t of
     return VXM_OK;
 }
 
+static void cpu_pool_trim_op(vxm_backend *be)
+{
+    cpu_pool_trim(be->impl);
+}
+
 static void cpu_buffer_free(vxm_backend *be, vxm_buffer *buf)
 {
     if (buf && buf->view) {
@@ -352,6 +357,7 @@ static const vxm_backend_ops cpu_ops = {
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_free = cpu_buffer_free,
     .buffer_view = cpu_buffer_view,
+    .pool_trim = cpu_pool_trim_op,
     .buffer_write = cpu_buffer_write,
     .buffer_read = cpu_buffer_read,
     .finish = cpu_finish,

@@ -32,6 +32,8 @@ void cpu_pool_destroy(cpu_pool *p);
 vxm_buffer *cpu_pool_take(cpu_pool *p, size_t nfloats, size_t in_use, size_t peak);
 /* Keeps b for reuse (or frees it: small, over the cap). */
 void cpu_pool_give(cpu_pool *p, vxm_buffer *b);
+/* Releases every pooled buffer. */
+void cpu_pool_trim(cpu_pool *p);
 
 /* Work below this many output floats runs on one thread (thread start-up would dominate). */
 #define CPU_PAR_MIN 32768

@@ -79,6 +79,12 @@ vxm_buffer *cpu_pool_take(cpu_pool *p, size_t nfloats, size_t in_use, size_t pea
     return b;
 }
 
+void cpu_pool_trim(cpu_pool *p)
+{
+    while (p && p->n > 0)
+        evict_oldest(p);
+}
+
 void cpu_pool_give(cpu_pool *p, vxm_buffer *b)
 {
     size_t bytes = b->n * sizeof(float);

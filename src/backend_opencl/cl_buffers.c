@@ -22,7 +22,7 @@ vxm_status vxm_cl_buffer_alloc(vxm_backend *be, size_t nfloats, vxm_buffer **out
     if (!b)
         return vxm_error(be->ctx, VXM_ENOMEM, be->spec, "out of host memory");
     b->view = 0;
-    if (vxm_cl_pool_take(be, nfloats, b)) {
+    if (vxm_cl_pool_take(cl, nfloats, b)) {
         cl->live_buffers++;
         vxm_backend_mem_add(be, b->nfloats * sizeof(float));
         *out = b;

@@ -299,6 +299,7 @@ static const vxm_backend_ops cl_ops = {
     .buffer_alloc = vxm_cl_buffer_alloc,
     .buffer_free = vxm_cl_buffer_free,
     .buffer_view = vxm_cl_buffer_view,
+    .pool_trim = vxm_cl_pool_trim,
     .buffer_write = vxm_cl_buffer_write,
     .buffer_read = vxm_cl_buffer_read,
     .finish = vxm_cl_finish,

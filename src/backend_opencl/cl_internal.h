@@ -291,9 +291,8 @@ static inline vxm_status vxm_cl_shape_error(vxm_backend *be, const char *op, con
  * faults on first touch).  VXM_OPENCL_POOL_MB sets the limit (0: no pool). */
 void vxm_cl_pool_init(vxm_backend *be);
 void vxm_cl_fault_init(vxm_cl *cl); /* reads VXM_OPENCL_FAULT (cl_buffers.c) */
-/* 1 when b got a pooled buffer; on a miss the oldest pooled buffers are released until pooled + in use + the request
- * fit in the larger of be->mem_peak and in use + the request (the pool never raises the device's peak). */
-int vxm_cl_pool_take(vxm_backend *be, size_t nfloats, vxm_buffer *b);
+int vxm_cl_pool_take(vxm_cl *cl, size_t nfloats, vxm_buffer *b); /* 1 when b got a pooled buffer */
+void vxm_cl_pool_trim(vxm_backend *be);                           /* releases every pooled buffer */
 int vxm_cl_pool_give(vxm_cl *cl, vxm_buffer *b);                 /* 1 when the pool kept b->mem */
 void vxm_cl_pool_flush(vxm_cl *cl);
 

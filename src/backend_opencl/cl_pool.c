@@ -1,8 +1,8 @@
 /* Pool of released device buffers (cl_internal.h): the executor allocates a tensor per node and releases it after
  * its last consumer, so each training step or registered pair repeats the same allocation sizes; reusing the
- * previous run's buffers saves the driver's allocation and first-touch cost every step.  A miss trims the pool so
- * that pooled plus used device memory stays within the most the buffers ever had in use (be->mem_peak): what
- * nvidia-smi shows is the graph's need, not the graph's need plus a pool of every size it ever used. */
+ * previous run's buffers saves the driver's allocation and first-touch cost every step.  Training steps replay a
+ * memory plan instead (graph/plan.h), which trims the pool when it makes its arena (vxm_cl_pool_trim), so that
+ * the device holds the arena and not the arena plus a pool of every size the recorded step used. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,9 +39,8 @@ static void drop_entry(vxm_cl *cl, int i)
     cl->npool--;
 }
 
-int vxm_cl_pool_take(vxm_backend *be, size_t nfloats, vxm_buffer *b)
+int vxm_cl_pool_take(vxm_cl *cl, size_t nfloats, vxm_buffer *b)
 {
-    vxm_cl *cl = vxm_cl_of(be);
     int best = -1;
     for (int i = 0; i < cl->npool; i++) {
         size_t n = cl->pool[i].nfloats;
@@ -52,12 +51,8 @@ int vxm_cl_pool_take(vxm_backend *be, size_t nfloats, vxm_buffer *b)
         if (n == nfloats)
             break;
     }
-    if (best < 0) {
-        size_t need = be->mem_in_use + nfloats * sizeof(float), cap = need > be->mem_peak ? need : be->mem_peak;
-        while (cl->npool > 0 && need + cl->pool_bytes > cap)
-            drop_entry(cl, 0); /* oldest first */
+    if (best < 0)
         return 0;
-    }
     b->mem = cl->pool[best].mem;
     b->nfloats = cl->pool[best].nfloats;
     cl->pool_bytes -= b->nfloats * sizeof(float);
@@ -86,6 +81,11 @@ int vxm_cl_pool_give(vxm_cl *cl, vxm_buffer *b)
     cl->npool++;
     cl->pool_bytes += bytes;
     return 1;
+}
+
+void vxm_cl_pool_trim(vxm_backend *be)
+{
+    vxm_cl_pool_flush(vxm_cl_of(be));
 }
 
 void vxm_cl_pool_flush(vxm_cl *cl)

@@ -243,6 +243,7 @@ void vxm_plan_end(vxm_plan *p, int complete)
     char saved[sizeof be->ctx->err];
     memcpy(saved, be->ctx->err, sizeof saved);
     vxm_status saved_code = be->ctx->code;
+    be->ops->pool_trim(be); /* the recorded step's buffers: replayed steps allocate none of them */
     vxm_status st = be->ops->buffer_alloc(be, total, &p->arena);
     for (int k = 0; k < p->nrec && !st; k++)
         st = be->ops->buffer_view(be, p->arena, p->rec[k].off, p->rec[k].numel, &p->view[k]);
