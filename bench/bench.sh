@@ -54,6 +54,9 @@ for d in $devices; do
     done
 done
 build/bench/train_bench --new --shape 64 64 64 --device cpu --threads "$THREADS" --runs "$RUNS" || true
+# the same full-size CPU step without recomputation and memory plan (graph/remat.c, graph/plan.c), same run
+VXM_RECOMPUTE=0 VXM_PLAN=0 build/bench/train_bench --model "$MODEL" --shape 160 192 224 --device cpu \
+    --threads "$THREADS" --runs "$RUNS" --note "VXM_RECOMPUTE=0 VXM_PLAN=0" || true
 if [ -n "${TF_PYTHON:-}" ]; then  # the same step in TensorFlow VoxelMorph, same machine, same run
     for shp in "64 64 64" "160 192 224"; do THREADS=$THREADS "$TF_PYTHON" bench/tf_train_step.py $shp || true; done
 fi

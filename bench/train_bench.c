@@ -3,7 +3,8 @@
  * shape, on one device.  Prints the median step time over --runs steps after one warm-up step, the most device
  * memory the backend's buffers held at once (weights, gradients, Adam moments, activations; what nvidia-smi would
  * show less the driver's context and the buffer pool), and the process's peak RSS.  Inputs are synthetic smooth volumes (the step cost does not depend on them).
- *   train_bench [--model M.h5 | --new] --shape A B C [--device D] [--threads N] [--runs R] [--loss mse|ncc] */
+ *   train_bench [--model M.h5 | --new] --shape A B C [--device D] [--threads N] [--runs R] [--loss mse|ncc]
+ *               [--note TEXT]   (appended to the architecture column, e.g. the VXM_RECOMPUTE / VXM_PLAN setting) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ static int cmp(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL, *device = "cpu";
+    const char *model = NULL, *device = "cpu", *note = NULL;
     int shape[3] = {64, 64, 64}, runs = 3, threads = 0, fresh = 0;
     vxm_image_loss loss = VXM_LOSS_MSE;
     for (int i = 1; i < argc; i++) {
@@ -46,11 +47,13 @@ int main(int argc, char **argv)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--runs") && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--note") && i + 1 < argc)
+            note = argv[++i];
         else if (!strcmp(argv[i], "--loss") && i + 1 < argc)
             loss = !strcmp(argv[++i], "ncc") ? VXM_LOSS_NCC : VXM_LOSS_MSE;
         else {
             fprintf(stderr, "usage: train_bench [--model M.h5 | --new] --shape A B C [--device D] [--threads N] "
-                            "[--runs R] [--loss mse|ncc]\n");
+                            "[--runs R] [--loss mse|ncc] [--note TEXT]\n");
             return 2;
         }
     }
@@ -101,8 +104,9 @@ int main(int argc, char **argv)
         qsort(times, (size_t)runs, sizeof times[0], cmp);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
-        printf("| %s | %s | %dx%dx%d | %s | %.3f s | %.0f MB | %.0f MB |\n", vxm_backend_describe(be),
-               fresh ? "train.py default (full-res U-Net)" : "published (half-res U-Net)", shape[0], shape[1],
+        printf("| %s | %s%s%s | %dx%dx%d | %s | %.3f s | %.0f MB | %.0f MB |\n", vxm_backend_describe(be),
+               fresh ? "train.py default (full-res U-Net)" : "published (half-res U-Net)", note ? ", " : "",
+               note ? note : "", shape[0], shape[1],
                shape[2], loss == VXM_LOSS_NCC ? "ncc" : "mse", times[runs / 2], be->mem_peak / 1048576.0,
                ru.ru_maxrss / 1024.0);
     }

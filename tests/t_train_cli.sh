@@ -130,6 +130,10 @@ else fail "checkpoints for --epochs 3" "exit $rc, files '$got': $(tail -1 "$T/e3
 n=$(grep -cE '^epoch [1-3]/3  loss [0-9.e+-]+ \(mse [0-9.e+-]+, grad [0-9.e+-]+\)  [0-9.e+-]+ s/step  ETA [0-9]' "$T/e3.err")
 if [ "$n" = 3 ] && [ "$(wc -l <"$T/e3.err")" -eq 3 ]; then pass "progress lines: one per epoch ($(head -1 "$T/e3.err"))"
 else fail "progress lines" "$n matching of $(wc -l <"$T/e3.err"): $(head -2 "$T/e3.err" | tr '\n' '|')"; fi
+# the last stdout line: the most device memory the step's buffers held (issue 10), a positive number
+mem=$(tail -1 "$T/e3.out" | sed -nE 's/^device memory: at most ([0-9]+\.[0-9]) [MK]B of buffers on (cpu|opencl:[0-9]+:[0-9]+)$/\1/p')
+if [ -n "$mem" ] && awk -v m="$mem" 'BEGIN { exit !(m > 0) }'; then pass "device memory line ($(tail -1 "$T/e3.out"))"
+else fail "device memory line" "'$(tail -1 "$T/e3.out")'"; fi
 
 run f1 --pairs "$T/pairs.txt" "${AFF[@]}" "${SMALL[@]}" --epochs 2 --steps-per-epoch 2 --save-freq 1 --save-gradients "$T/g.h5"; rc=$?
 got=$(files "$T/f1")

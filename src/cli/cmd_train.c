@@ -765,8 +765,11 @@ static int train(const train_cli *op)
     catch_stop_signals(old);
     rc = train_loop(&r);
     restore_signals(old);
-    if (!rc) /* what the step needs of the device (issue 10): weights, gradients, Adam moments, activations */
-        printf("device memory: at most %.1f MB of buffers on %s\n", be->mem_peak / 1048576.0, be->spec);
+    if (!rc) { /* what the step needs of the device (issue 10): weights, gradients, Adam moments, activations */
+        int mb = be->mem_peak >= (1u << 20);
+        printf("device memory: at most %.1f %s of buffers on %s\n", be->mem_peak / (mb ? 1048576.0 : 1024.0),
+               mb ? "MB" : "KB", be->spec);
+    }
 done:
     train_log_close(log);
     train_prefetch_stop(pf);
