@@ -225,8 +225,8 @@ vxm_status vxm_exec_release_io(vxm_exec *ex)
 vxm_status vxm_exec_set_plan(vxm_exec *ex, vxm_plan *plan)
 {
     const vxm_graph *g = ex->g;
-    if (ex->next > 0)
-        return vxm_error(ex->be->ctx, VXM_EINVAL, ex->be->spec, "memory plan set after the run started");
+    if (ex->next > 0 || ex->plan)
+        return vxm_error(ex->be->ctx, VXM_EINVAL, ex->be->spec, "memory plan set after the run started, or twice");
     char *borrowed = malloc((size_t)(g->n ? g->n : 1));
     ex->viewed = calloc((size_t)(g->n ? g->n : 1), 1);
     if (!borrowed || !ex->viewed) {
