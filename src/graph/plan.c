@@ -248,14 +248,8 @@ void vxm_plan_end(vxm_plan *p, int complete)
     for (int k = 0; k < p->nrec && !st; k++)
         st = be->ops->buffer_view(be, p->arena, p->rec[k].off, p->rec[k].numel, &p->view[k]);
     if (st) {
-        for (int k = 0; k < p->nrec; k++)
-            if (p->view[k])
-                be->ops->buffer_free(be, p->view[k]);
-        free(p->view);
-        p->view = NULL;
-        if (p->arena)
-            be->ops->buffer_free(be, p->arena);
-        p->arena = NULL;
+        drop_plan(p);
+        p->unusable = 1;
         memcpy(be->ctx->err, saved, sizeof saved);
         be->ctx->code = saved_code;
         return;
