@@ -315,7 +315,8 @@ int cmd_register(int argc, char **argv)
         if (rc == 0) {
             struct rusage ru;
             getrusage(RUSAGE_SELF, &ru);
-            printf("device: %s; peak memory %.0f MB\n", vxm_backend_describe(be), ru.ru_maxrss / 1024.0);
+            printf("device: %s; peak memory %.0f MB (device buffers %.0f MB)\n", vxm_backend_describe(be),
+                   ru.ru_maxrss / 1024.0, be->mem_peak / 1048576.0);
             print_done(&j, t);
         }
     }
