@@ -139,12 +139,16 @@ vxm_status vxm_graph_rematerialise(vxm_context *ctx, vxm_graph *g)
         return VXM_OK;
     size_t n = (size_t)g->n, nf = (size_t)g->n_forward;
     remat r = {g, g->n_forward, malloc(n * sizeof(int)), malloc(nf * sizeof(int)), malloc(nf * sizeof(int)),
-               calloc(nf, 1)};
+               malloc(nf ? nf : 1)};
     vxm_status st = VXM_OK;
     if (!r.last_use || !r.first_back || !r.at || !r.state) {
         st = vxm_error(ctx, VXM_ENOMEM, "backward", "out of memory planning recomputation");
         goto done;
     }
+    /* A tensor is worth copying when it has a forward consumer (else nothing frees it earlier) and a backward one
+     * later; its copy goes right before that first backward consumer.  Without a forward consumer a node is
+     * marked "not copied" (state 3) up front; such a node is never the input of a forward candidate either. */
+    memset(r.state, 3, nf);
     for (int i = 0; i < g->n; i++) {
         r.last_use[i] = is_kept(g, i) ? g->n : i;
         if (i < r.nf)
@@ -155,22 +159,15 @@ vxm_status vxm_graph_rematerialise(vxm_context *ctx, vxm_graph *g)
             int u = g->nodes[i].in[k];
             if (r.last_use[u] < i)
                 r.last_use[u] = i;
-            if (i >= r.nf && u < r.nf && r.first_back[u] < 0)
+            if (i < r.nf)
+                r.state[u] = 0;
+            else if (u < r.nf && r.first_back[u] < 0)
                 r.first_back[u] = i;
         }
-    /* A tensor is worth copying when it has a forward consumer (else nothing frees it earlier) and a backward one
-     * later; its copy goes right before that first backward consumer. */
     int ncopies = 0;
-    for (int i = 0; i < r.nf; i++) {
-        if (r.first_back[i] < 0 || r.state[i] == 2)
-            continue;
-        int fwd_use = 0;
-        for (int j = i + 1; j < r.nf && !fwd_use; j++)
-            for (int k = 0; k < g->nodes[j].n_in; k++)
-                fwd_use |= g->nodes[j].in[k] == i;
-        if (fwd_use)
+    for (int i = 0; i < r.nf; i++)
+        if (r.first_back[i] >= 0 && r.state[i] == 0)
             recomputable(&r, i, r.first_back[i]);
-    }
     for (int i = 0; i < r.nf; i++)
         ncopies += r.state[i] == 2;
     if (ncopies)
